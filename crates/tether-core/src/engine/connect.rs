@@ -1,0 +1,308 @@
+//! Connect sessions and the authorization-code flow with PKCE.
+
+use chrono::{DateTime, Utc};
+use secrecy::SecretString;
+use url::Url;
+use uuid::Uuid;
+
+use super::Tether;
+use crate::{
+    AuthorizationRequest, Connection, Error, EventKind, FlowError, FlowStart, NewConnectSession,
+    NewConnection, NewEvent, OwnerId, PkceMode, Result, hash_secret, random_token, secure_eq,
+};
+
+/// What the application asks for when it creates a connect link.
+#[derive(Debug, Clone)]
+pub struct ConnectSessionRequest {
+    /// The application's user the connection will belong to.
+    pub owner: String,
+    /// Provider id.
+    pub provider: String,
+    /// Where to send the browser when the flow ends.
+    pub return_to: Option<String>,
+    /// Scopes to request instead of the configured ones.
+    pub scopes: Option<Vec<String>>,
+}
+
+/// A created connect session.
+#[derive(Debug, Clone)]
+pub struct CreatedConnectSession {
+    /// Session id.
+    pub id: Uuid,
+    /// The single-use link to send the user's browser to.
+    pub connect_url: Url,
+    /// When the link stops working.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Where to send the browser, plus the browser-binding cookie to set.
+#[derive(Debug)]
+pub struct AuthorizationRedirect {
+    /// The provider's authorization URL.
+    pub url: Url,
+    /// Cookie name binding this flow to the browser.
+    pub cookie_name: String,
+    /// Cookie value (secret; set HttpOnly).
+    pub cookie_value: SecretString,
+    /// Cookie lifetime.
+    pub cookie_max_age: std::time::Duration,
+}
+
+/// The query of a provider callback.
+#[derive(Debug, Default, Clone)]
+pub struct CallbackParams {
+    /// `state`.
+    pub state: Option<String>,
+    /// `code`.
+    pub code: Option<String>,
+    /// `error` (e.g. `access_denied`).
+    pub error: Option<String>,
+    /// `error_description`.
+    pub error_description: Option<String>,
+}
+
+/// A finished flow.
+#[derive(Debug, Clone)]
+pub struct CompletedFlow {
+    /// The connection created or updated.
+    pub connection: Connection,
+    /// Whether it is new.
+    pub created: bool,
+    /// Where the application asked to send the browser.
+    pub return_to: Option<Url>,
+}
+
+/// Name of the cookie that binds the flow with this state to its browser. Derived from the
+/// state so parallel flows in one browser do not overwrite each other.
+pub(crate) fn flow_cookie_name(state: &str) -> String {
+    format!("tether_flow_{}", &hash_secret(state)[..16])
+}
+
+fn to_chrono(d: std::time::Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+impl Tether {
+    /// Creates a single-use connect link for `owner` on `provider`.
+    pub async fn create_connect_session(
+        &self,
+        request: ConnectSessionRequest,
+    ) -> Result<CreatedConnectSession> {
+        let owner = OwnerId::parse(&request.owner)?;
+        let provider = self.provider(&request.provider)?;
+        let return_to = request
+            .return_to
+            .as_deref()
+            .map(|r| self.check_return_to(r))
+            .transpose()?;
+        let scopes = match request.scopes {
+            Some(s) => {
+                if s.iter().any(|x| {
+                    x.is_empty()
+                        || x.len() > 200
+                        || x.chars().any(|c| c.is_whitespace() || c == ',')
+                }) {
+                    return Err(Error::InvalidInput(
+                        "each scope must be a non-empty string without spaces or commas".into(),
+                    ));
+                }
+                s
+            }
+            None => provider.settings.scopes.clone(),
+        };
+        let token = random_token(32)?;
+        let now = Utc::now();
+        let session = NewConnectSession {
+            id: Uuid::now_v7(),
+            link_token_hash: hash_secret(&token),
+            provider: provider.id.clone(),
+            owner,
+            scopes,
+            return_to,
+            expires_at: now + to_chrono(self.inner.settings.connect_session_ttl),
+            created_at: now,
+        };
+        self.inner.store.create_connect_session(&session).await?;
+        let connect_url = self.public_path(&format!("connect/{token}"))?;
+        Ok(CreatedConnectSession {
+            id: session.id,
+            connect_url,
+            expires_at: session.expires_at,
+        })
+    }
+
+    fn public_path(&self, path: &str) -> Result<Url> {
+        let base = self
+            .inner
+            .settings
+            .public_url
+            .as_str()
+            .trim_end_matches('/');
+        Url::parse(&format!("{base}/{path}")).map_err(|e| Error::Config(format!("public_url: {e}")))
+    }
+
+    fn check_return_to(&self, raw: &str) -> Result<Url> {
+        let url = Url::parse(raw)
+            .map_err(|_| Error::InvalidInput("return_to must be an absolute URL".into()))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(Error::InvalidInput(
+                "return_to must be an http(s) URL".into(),
+            ));
+        }
+        let allowed = &self.inner.settings.allowed_return_origins;
+        let origin = url.origin().ascii_serialization();
+        if !allowed.is_empty() && !allowed.iter().any(|a| a.trim_end_matches('/') == origin) {
+            return Err(Error::InvalidInput(format!(
+                "return_to origin {origin} is not in allowed_return_origins"
+            )));
+        }
+        Ok(url)
+    }
+
+    /// The browser opened a connect link: consume it (single use) and build the redirect to
+    /// the provider, with a fresh `state`, PKCE verifier and browser-binding cookie.
+    pub async fn begin_authorization(&self, link_token: &str) -> Result<AuthorizationRedirect> {
+        let now = Utc::now();
+        let state = random_token(32)?;
+        let binding = random_token(32)?;
+        let verifier = SecretString::from(random_token(48)?);
+        // The provider is only known after the link is consumed; generate the verifier anyway
+        // and drop it for providers without PKCE.
+        let start = FlowStart {
+            state_hash: hash_secret(&state),
+            pkce_verifier: Some(verifier.clone()),
+            browser_binding_hash: hash_secret(&binding),
+            redirect_uri: self.inner.settings.public_url.clone(),
+            expires_at: now + to_chrono(self.inner.settings.flow_ttl),
+        };
+        let flow = self
+            .inner
+            .store
+            .start_flow(&hash_secret(link_token), start, now)
+            .await?;
+        let provider = self.provider(flow.provider.as_str())?;
+        let pkce_verifier = (provider.settings.pkce == PkceMode::S256).then_some(&verifier);
+        let url = provider.authorization_url(
+            &self.inner.http,
+            &AuthorizationRequest {
+                state: &state,
+                scopes: &flow.scopes,
+                pkce_verifier,
+            },
+        )?;
+        Ok(AuthorizationRedirect {
+            url,
+            cookie_name: flow_cookie_name(&state),
+            cookie_value: SecretString::from(binding),
+            cookie_max_age: self.inner.settings.flow_ttl,
+        })
+    }
+
+    /// The cookie name to read at the callback for this `state`.
+    pub fn flow_cookie_name(&self, state: &str) -> String {
+        flow_cookie_name(state)
+    }
+
+    /// Finishes a flow at the callback: checks state (single use, unexpired, same browser),
+    /// exchanges the code with the PKCE verifier, identifies the account and stores the
+    /// connection. Nothing is stored when any step fails.
+    pub async fn complete_authorization(
+        &self,
+        provider_id: &str,
+        params: CallbackParams,
+        browser_binding: Option<&str>,
+    ) -> Result<CompletedFlow> {
+        let state = params
+            .state
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .ok_or(FlowError::MissingState)?;
+        let flow = self
+            .inner
+            .store
+            .consume_flow(&hash_secret(state), Utc::now())
+            .await?;
+        if flow.provider.as_str() != provider_id {
+            return Err(FlowError::UnknownState.into());
+        }
+        let bound = match (browser_binding, &flow.browser_binding_hash) {
+            (Some(cookie), Some(expected)) => {
+                secure_eq(hash_secret(cookie).as_bytes(), expected.as_bytes())
+            }
+            _ => false,
+        };
+        if !bound {
+            return Err(FlowError::ForeignBrowser.into());
+        }
+        if let Some(error) = params.error {
+            let detail = match params.error_description {
+                Some(d) => format!("{error} ({})", d.chars().take(200).collect::<String>()),
+                None => error,
+            };
+            return Err(FlowError::ProviderDenied(detail.chars().take(300).collect()).into());
+        }
+        let code = params
+            .code
+            .filter(|c| !c.is_empty())
+            .ok_or(FlowError::MissingCode)?;
+        let provider = self.provider(provider_id)?;
+        let verifier = flow
+            .pkce_verifier
+            .as_ref()
+            .filter(|_| provider.settings.pkce == PkceMode::S256);
+        let tokens = provider
+            .exchange_code(&self.inner.http, &code, verifier)
+            .await?;
+        let account = provider.fetch_account(&self.inner.http, &tokens).await?;
+        let scopes = tokens.scopes.clone().unwrap_or_else(|| flow.scopes.clone());
+        let (connection, created) = self
+            .inner
+            .store
+            .upsert_connection(NewConnection {
+                owner: flow.owner.clone(),
+                provider: provider.id.clone(),
+                account,
+                tokens,
+                scopes,
+            })
+            .await?;
+        self.inner.flights.forget(connection.id);
+        let message = if created {
+            "connected"
+        } else {
+            "reconnected: tokens replaced"
+        };
+        self.record(
+            connection.id,
+            EventKind::Connected,
+            Some(message.to_owned()),
+        )
+        .await;
+        tracing::info!(connection = %connection.id, provider = %provider.id, created, "connection completed");
+        Ok(CompletedFlow {
+            connection,
+            created,
+            return_to: flow.return_to,
+        })
+    }
+
+    pub(crate) async fn record(
+        &self,
+        id: crate::ConnectionId,
+        kind: EventKind,
+        message: Option<String>,
+    ) {
+        if let Err(e) = self
+            .inner
+            .store
+            .record_event(NewEvent {
+                connection_id: id,
+                kind,
+                message,
+            })
+            .await
+        {
+            tracing::warn!(connection = %id, event = %kind, error = %e, "could not record event");
+        }
+    }
+}

@@ -1,0 +1,438 @@
+//! Fresh tokens: single-flight refresh inside the process (a mutex per connection) and across
+//! processes (a lease row in the database), failure classification and backoff, disconnect.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use secrecy::SecretString;
+
+use super::Tether;
+use crate::{
+    ConfiguredProvider, Connection, ConnectionId, ConnectionStatus, Error, EventKind, LeaseOutcome,
+    ProviderErrorKind, Result, RevokeOutcome, StoredTokens, TokenSet,
+};
+
+/// An access token ready to use. `Debug` redacts it.
+#[derive(Clone)]
+pub struct FreshToken {
+    /// The connection.
+    pub connection_id: ConnectionId,
+    /// The access token.
+    pub access_token: SecretString,
+    /// Token type (`bearer`).
+    pub token_type: String,
+    /// Expiry (`None`: does not expire).
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Granted scopes.
+    pub scopes: Vec<String>,
+}
+
+impl std::fmt::Debug for FreshToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FreshToken")
+            .field("connection_id", &self.connection_id)
+            .field("access_token", &"[redacted]")
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Result of a disconnect.
+#[derive(Debug, Clone)]
+pub struct DisconnectOutcome {
+    /// Whether the provider confirmed revocation.
+    pub revoked: bool,
+    /// Why revocation failed or was skipped, if it did not happen.
+    pub revoke_error: Option<String>,
+}
+
+/// Per-process state of refreshes: one mutex per connection and the backoff after failures.
+#[derive(Default)]
+pub(crate) struct Flights {
+    locks: Mutex<HashMap<ConnectionId, Arc<tokio::sync::Mutex<()>>>>,
+    backoff: Mutex<HashMap<ConnectionId, Backoff>>,
+}
+
+#[derive(Clone, Copy)]
+struct Backoff {
+    failures: u32,
+    next_attempt: DateTime<Utc>,
+}
+
+impl Flights {
+    fn lock_for(&self, id: ConnectionId) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        if locks.len() > 10_000 {
+            locks.retain(|_, l| Arc::strong_count(l) > 1);
+        }
+        locks.entry(id).or_default().clone()
+    }
+
+    fn backoff_remaining(&self, id: ConnectionId, now: DateTime<Utc>) -> Option<Duration> {
+        let map = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(&id)
+            .and_then(|b| (b.next_attempt - now).to_std().ok())
+            .filter(|d| !d.is_zero())
+    }
+
+    fn record_failure(
+        &self,
+        id: ConnectionId,
+        now: DateTime<Utc>,
+        at_least: Option<Duration>,
+    ) -> Duration {
+        let mut map = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
+        let failures = map.get(&id).map_or(0, |b| b.failures) + 1;
+        // 1 s, 2 s, 4 s ... capped at 5 min, with up to 25 % jitter.
+        let base = Duration::from_secs(1u64 << failures.min(9).saturating_sub(1))
+            .min(Duration::from_secs(300));
+        let jitter = base.mul_f64(jitter_fraction() * 0.25);
+        let wait = (base + jitter).max(at_least.unwrap_or_default());
+        let next_attempt = now + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX);
+        map.insert(
+            id,
+            Backoff {
+                failures,
+                next_attempt,
+            },
+        );
+        wait
+    }
+
+    pub(crate) fn forget(&self, id: ConnectionId) {
+        self.backoff
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+    }
+}
+
+/// A number in [0, 1) from the OS random source (0.5 if it is unavailable).
+pub(crate) fn jitter_fraction() -> f64 {
+    let mut b = [0u8; 4];
+    match getrandom::fill(&mut b) {
+        Ok(()) => f64::from(u32::from_le_bytes(b)) / (f64::from(u32::MAX) + 1.0),
+        Err(_) => 0.5,
+    }
+}
+
+fn fresh(id: ConnectionId, t: &TokenSet, fallback_scopes: &[String]) -> FreshToken {
+    FreshToken {
+        connection_id: id,
+        access_token: t.access_token.clone(),
+        token_type: t.token_type.clone(),
+        expires_at: t.expires_at,
+        scopes: t.scopes.clone().unwrap_or_else(|| fallback_scopes.to_vec()),
+    }
+}
+
+fn chrono_of(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+impl Tether {
+    /// One connection (without secrets).
+    pub async fn connection(&self, id: ConnectionId) -> Result<Connection> {
+        self.inner
+            .store
+            .connection(id)
+            .await?
+            .ok_or_else(|| Error::NotFound {
+                what: "connection",
+                id: id.to_string(),
+            })
+    }
+
+    /// An access token valid for at least the configured margin, refreshing first if needed.
+    ///
+    /// Concurrent callers share one refresh: in this process through a per-connection mutex,
+    /// across processes through the lease in the database. Callers that did not win wait for
+    /// the winner's tokens.
+    pub async fn access_token(&self, id: ConnectionId) -> Result<FreshToken> {
+        self.token(id, false, self.inner.settings.refresh_margin)
+            .await
+    }
+
+    /// Forces a refresh (unless another caller refreshed after this call began) and returns
+    /// the new token.
+    pub async fn refresh_now(&self, id: ConnectionId) -> Result<FreshToken> {
+        self.token(id, true, self.inner.settings.refresh_margin)
+            .await
+    }
+
+    /// Refreshes when the token expires within `lead` (used by the background refresher).
+    pub(crate) async fn refresh_if_expiring(
+        &self,
+        id: ConnectionId,
+        lead: Duration,
+    ) -> Result<FreshToken> {
+        self.token(id, false, lead.max(self.inner.settings.refresh_margin))
+            .await
+    }
+
+    async fn token(&self, id: ConnectionId, force: bool, margin: Duration) -> Result<FreshToken> {
+        let conn = self.active_connection(id).await?;
+        let stored = self.stored_tokens(id).await?;
+        let now = Utc::now();
+        if !force && stored.tokens.is_fresh(now, chrono_of(margin)) {
+            return Ok(fresh(id, &stored.tokens, &conn.scopes));
+        }
+        let provider = self.provider(conn.provider.as_str())?;
+        if !provider.provider.can_refresh(&stored.tokens) {
+            if stored.tokens.is_valid(now) && !force {
+                return Ok(fresh(id, &stored.tokens, &conn.scopes));
+            }
+            if force {
+                return Err(Error::provider(
+                    provider.id.as_str(),
+                    ProviderErrorKind::Unsupported,
+                    "this connection's tokens cannot be refreshed",
+                ));
+            }
+            let msg = "the access token expired and the provider issued no way to renew it";
+            self.inner
+                .store
+                .set_status(id, ConnectionStatus::ReauthRequired, Some(msg))
+                .await?;
+            self.record(id, EventKind::ReauthRequired, Some(msg.into()))
+                .await;
+            return Err(Error::ReauthRequired(id.to_string()));
+        }
+        self.refresh_single_flight(&conn, provider, stored.version, force, margin)
+            .await
+    }
+
+    async fn active_connection(&self, id: ConnectionId) -> Result<Connection> {
+        let conn = self.connection(id).await?;
+        match conn.status {
+            ConnectionStatus::ReauthRequired => Err(Error::ReauthRequired(id.to_string())),
+            ConnectionStatus::Disconnected => Err(Error::Disconnected(id.to_string())),
+            _ => Ok(conn),
+        }
+    }
+
+    async fn stored_tokens(&self, id: ConnectionId) -> Result<StoredTokens> {
+        self.inner
+            .store
+            .tokens(id)
+            .await?
+            .ok_or_else(|| Error::Disconnected(id.to_string()))
+    }
+
+    async fn refresh_single_flight(
+        &self,
+        conn: &Connection,
+        provider: &ConfiguredProvider,
+        seen_version: i64,
+        force: bool,
+        margin: Duration,
+    ) -> Result<FreshToken> {
+        let id = conn.id;
+        let lock = self.inner.flights.lock_for(id);
+        let _in_process = lock.lock().await;
+        let settings = &self.inner.settings;
+        let started = tokio::time::Instant::now();
+        let stored = loop {
+            // Someone (this process or another) may have refreshed while we waited.
+            self.active_connection(id).await?;
+            let stored = self.stored_tokens(id).await?;
+            let now = Utc::now();
+            if stored.version != seen_version
+                || (!force && stored.tokens.is_fresh(now, chrono_of(margin)))
+            {
+                return Ok(fresh(id, &stored.tokens, &conn.scopes));
+            }
+            if let Some(wait) = self.inner.flights.backoff_remaining(id, now) {
+                return serve_or_unavailable(
+                    id,
+                    &stored.tokens,
+                    &conn.scopes,
+                    provider,
+                    wait,
+                    force,
+                );
+            }
+            let until = now + chrono_of(settings.lease_ttl);
+            match self
+                .inner
+                .store
+                .try_acquire_refresh_lease(id, &self.inner.holder_id, until, now)
+                .await?
+            {
+                LeaseOutcome::Acquired => break stored,
+                LeaseOutcome::Held { .. } => {
+                    if started.elapsed() > settings.lease_wait {
+                        return serve_or_unavailable(
+                            id,
+                            &stored.tokens,
+                            &conn.scopes,
+                            provider,
+                            Duration::from_secs(2),
+                            force,
+                        );
+                    }
+                    let pause = 40 + (jitter_fraction() * 80.0) as u64;
+                    tokio::time::sleep(Duration::from_millis(pause)).await;
+                }
+            }
+        };
+        self.refresh_with_lease(conn, provider, stored, force).await
+    }
+
+    async fn refresh_with_lease(
+        &self,
+        conn: &Connection,
+        provider: &ConfiguredProvider,
+        stored: StoredTokens,
+        force: bool,
+    ) -> Result<FreshToken> {
+        let id = conn.id;
+        let holder = &self.inner.holder_id;
+        let store = &self.inner.store;
+        match provider.refresh(&self.inner.http, &stored.tokens).await {
+            Ok(new_tokens) => {
+                if !store
+                    .complete_refresh(id, holder, &new_tokens, Utc::now())
+                    .await?
+                {
+                    // The lease expired while the provider answered and someone else took it:
+                    // never hand out tokens that are not persisted.
+                    tracing::error!(connection = %id, "refresh lease lost before the new tokens were saved");
+                    return Err(Error::TemporarilyUnavailable {
+                        provider: provider.id.to_string(),
+                        retry_after: Duration::from_secs(1),
+                    });
+                }
+                self.inner.flights.forget(id);
+                self.record(id, EventKind::Refreshed, None).await;
+                tracing::info!(connection = %id, provider = %provider.id, "tokens refreshed");
+                Ok(fresh(id, &new_tokens, &conn.scopes))
+            }
+            Err(Error::Provider {
+                kind: ProviderErrorKind::InvalidGrant,
+                message,
+                ..
+            }) => {
+                store
+                    .release_refresh_lease(
+                        id,
+                        holder,
+                        ConnectionStatus::ReauthRequired,
+                        Some(&message),
+                    )
+                    .await?;
+                self.record(id, EventKind::ReauthRequired, Some(message))
+                    .await;
+                tracing::warn!(connection = %id, provider = %provider.id, "grant is dead: reauth required");
+                Err(Error::ReauthRequired(id.to_string()))
+            }
+            Err(e) => {
+                let message = e.to_string();
+                store
+                    .release_refresh_lease(id, holder, ConnectionStatus::Active, Some(&message))
+                    .await?;
+                let retry_after = match &e {
+                    Error::Provider {
+                        kind: ProviderErrorKind::Temporary { retry_after },
+                        ..
+                    } => *retry_after,
+                    _ => None,
+                };
+                let wait = self
+                    .inner
+                    .flights
+                    .record_failure(id, Utc::now(), retry_after);
+                self.record(id, EventKind::RefreshFailed, Some(message))
+                    .await;
+                tracing::warn!(connection = %id, provider = %provider.id, error = %e, "refresh failed");
+                match e {
+                    Error::Provider {
+                        kind: ProviderErrorKind::Temporary { .. },
+                        ..
+                    } => serve_or_unavailable(
+                        id,
+                        &stored.tokens,
+                        &conn.scopes,
+                        provider,
+                        wait,
+                        force,
+                    ),
+                    other if !force && stored.tokens.is_valid(Utc::now()) => {
+                        tracing::debug!(connection = %id, error = %other, "serving the still-valid token");
+                        Ok(fresh(id, &stored.tokens, &conn.scopes))
+                    }
+                    other => Err(other),
+                }
+            }
+        }
+    }
+
+    /// Disconnects: revokes at the provider where it can (a failed revoke is reported, not
+    /// fatal), then deletes the connection's secrets.
+    pub async fn disconnect(&self, id: ConnectionId) -> Result<DisconnectOutcome> {
+        let conn = self.connection(id).await?;
+        if conn.status == ConnectionStatus::Disconnected {
+            return Ok(DisconnectOutcome {
+                revoked: false,
+                revoke_error: Some("already disconnected".into()),
+            });
+        }
+        let tokens = self.inner.store.tokens(id).await?;
+        let outcome = match (tokens, self.provider(conn.provider.as_str())) {
+            (None, _) => DisconnectOutcome {
+                revoked: false,
+                revoke_error: Some("no tokens stored".into()),
+            },
+            (Some(_), Err(e)) => DisconnectOutcome {
+                revoked: false,
+                revoke_error: Some(e.to_string()),
+            },
+            (Some(stored), Ok(provider)) => {
+                match provider.revoke(&self.inner.http, &stored.tokens).await {
+                    Ok(RevokeOutcome::Revoked) => DisconnectOutcome {
+                        revoked: true,
+                        revoke_error: None,
+                    },
+                    Ok(_) => DisconnectOutcome {
+                        revoked: false,
+                        revoke_error: Some("the provider has no revocation endpoint".into()),
+                    },
+                    Err(e) => DisconnectOutcome {
+                        revoked: false,
+                        revoke_error: Some(e.to_string()),
+                    },
+                }
+            }
+        };
+        self.inner.store.disconnect(id).await?;
+        self.inner.flights.forget(id);
+        if outcome.revoked {
+            self.record(id, EventKind::Revoked, None).await;
+        }
+        let message = outcome
+            .revoke_error
+            .as_ref()
+            .map(|e| format!("secrets deleted; not revoked at the provider: {e}"));
+        self.record(id, EventKind::Disconnected, message).await;
+        Ok(outcome)
+    }
+}
+
+fn serve_or_unavailable(
+    id: ConnectionId,
+    tokens: &TokenSet,
+    scopes: &[String],
+    provider: &ConfiguredProvider,
+    retry_after: Duration,
+    force: bool,
+) -> Result<FreshToken> {
+    if !force && tokens.is_valid(Utc::now()) {
+        return Ok(fresh(id, tokens, scopes));
+    }
+    Err(Error::TemporarilyUnavailable {
+        provider: provider.id.to_string(),
+        retry_after: retry_after.max(Duration::from_secs(1)),
+    })
+}

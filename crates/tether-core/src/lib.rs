@@ -1,0 +1,80 @@
+//! Tether core: the provider plugin point, the token engine and everything that must
+//! not know about SQL or HTTP frameworks.
+//!
+//! - [`Provider`] and [`ProviderSpec`] describe an OAuth provider; crates register
+//!   implementations with [`register_provider!`] and the [`ProviderRegistry`] finds them.
+//! - [`Tether`] is the engine: connect sessions, the authorization-code flow with PKCE,
+//!   and fresh access tokens.
+//! - [`KeyRing`] seals every secret with authenticated encryption before it is stored.
+//! - The store traits ([`ConnectionStore`], [`FlowStore`], [`EventStore`]) are
+//!   implemented by `tether-store`.
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+mod connection;
+mod engine;
+mod error;
+mod event;
+mod flow;
+mod ids;
+pub mod oauth2_http;
+mod provider;
+mod random;
+mod seal;
+mod store;
+mod token;
+
+pub use connection::{
+    AccountIdentity, Connection, ConnectionFilter, ConnectionStatus, NewConnection,
+};
+pub use engine::{
+    AuthorizationRedirect, CallbackParams, CompletedFlow, ConnectSessionRequest,
+    CreatedConnectSession, DisconnectOutcome, EngineSettings, FreshToken, RefresherSettings,
+    Tether,
+};
+pub use error::{Error, FlowError, ProviderErrorKind, Result};
+pub use event::{Event, EventKind, NewEvent};
+pub use flow::{AuthFlow, FlowStart, NewConnectSession};
+pub use ids::{ConnectionId, OwnerId, ProviderId};
+pub use provider::{
+    AuthorizationRequest, ClientAuth, ConfiguredProvider, PkceMode, Provider, ProviderConfig,
+    ProviderContext, ProviderRegistration, ProviderRegistry, ProviderSettings, ProviderSpec,
+    RevokeOutcome, get_json, parse_account,
+};
+pub use random::{hash_secret, random_token, secure_eq};
+pub use seal::{EncryptionKey, KeyRing, SealContext, SealedSecret};
+pub use store::{ConnectionStore, EventStore, FlowStore, LeaseOutcome, Store, StoredTokens};
+pub use token::TokenSet;
+
+/// Re-exported so provider crates need no direct dependency.
+pub use async_trait::async_trait;
+/// Re-exported for provider crates that make their own HTTP calls.
+pub use reqwest;
+/// Re-exported so configuration and provider crates use the same secret type.
+pub use secrecy::{ExposeSecret, SecretString};
+/// Re-exported for provider crates that parse provider JSON.
+pub use serde_json;
+pub use url::Url;
+
+#[doc(hidden)]
+pub use inventory as __inventory;
+
+/// Registers a provider with the global [`ProviderRegistry`].
+///
+/// The argument is an expression that builds the provider; it is evaluated each time the
+/// registry is built.
+///
+/// ```ignore
+/// tether_core::register_provider!(GithubProvider);
+/// ```
+///
+/// inventory only sees crates that are linked into the final binary: a crate that is a
+/// dependency but never referenced is dropped by the linker, so the `tether` facade (or your
+/// own binary) must reference each provider crate (`use tether_provider_x as _;`).
+#[macro_export]
+macro_rules! register_provider {
+    ($provider:expr) => {
+        $crate::__inventory::submit! {
+            $crate::ProviderRegistration::new(|| ::std::sync::Arc::new($provider))
+        }
+    };
+}

@@ -1,0 +1,210 @@
+//! The provider plugin point: [`ProviderSpec`], the [`Provider`] trait and the registry.
+
+mod config;
+mod defaults;
+mod registry;
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+pub use config::{ProviderConfig, ProviderSettings};
+pub use registry::{ConfiguredProvider, ProviderRegistration, ProviderRegistry};
+
+use crate::{AccountIdentity, ProviderId, Result, TokenSet};
+
+/// Whether and how a provider does PKCE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum PkceMode {
+    /// S256 challenge on every flow.
+    S256,
+    /// The provider does not support PKCE; none is sent.
+    None,
+}
+
+/// How the client authenticates at the token (and revoke) endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ClientAuth {
+    /// HTTP Basic `client_id:client_secret` (RFC 6749 `client_secret_basic`).
+    Basic,
+    /// `client_id` and `client_secret` in the form body (`client_secret_post`).
+    Post,
+}
+
+/// The static description of a provider. Every URL can be overridden from configuration;
+/// `{public_url}` in a URL is replaced by the server's public URL.
+#[derive(Debug, Clone, Copy)]
+pub struct ProviderSpec {
+    /// Stable id (`github`), also the configuration table name.
+    pub id: &'static str,
+    /// Name for people (`GitHub`).
+    pub display_name: &'static str,
+    /// Authorization endpoint (empty when configuration must supply it).
+    pub authorize_url: &'static str,
+    /// Token endpoint (empty when configuration must supply it).
+    pub token_url: &'static str,
+    /// Endpoint that returns the account of the token's user.
+    pub userinfo_url: Option<&'static str>,
+    /// RFC 7009 (or provider-specific) revocation endpoint.
+    pub revoke_url: Option<&'static str>,
+    /// Base URL of the provider's API (for the proxy and helpers).
+    pub api_base_url: Option<&'static str>,
+    /// Scopes requested when neither the session nor configuration names any.
+    pub default_scopes: &'static [&'static str],
+    /// How scopes are joined in the authorization request (`" "` or `","`).
+    pub scope_separator: &'static str,
+    /// PKCE support.
+    pub pkce: PkceMode,
+    /// Client authentication at the token endpoint.
+    pub client_auth: ClientAuth,
+    /// Extra query parameters of the authorization request.
+    pub extra_authorize_params: &'static [(&'static str, &'static str)],
+    /// Extra form parameters of token requests.
+    pub extra_token_params: &'static [(&'static str, &'static str)],
+    /// Field of the userinfo JSON holding the stable account id (dots walk into objects: `data.id`).
+    pub account_id_field: &'static str,
+    /// Field of the userinfo JSON holding the display name.
+    pub account_name_field: &'static str,
+    /// Whether a client secret is required.
+    pub requires_client_secret: bool,
+}
+
+impl ProviderSpec {
+    /// A spec with the common RFC defaults; override fields with struct update syntax.
+    pub const fn oauth2(id: &'static str, display_name: &'static str) -> Self {
+        Self {
+            id,
+            display_name,
+            authorize_url: "",
+            token_url: "",
+            userinfo_url: None,
+            revoke_url: None,
+            api_base_url: None,
+            default_scopes: &[],
+            scope_separator: " ",
+            pkce: PkceMode::S256,
+            client_auth: ClientAuth::Basic,
+            extra_authorize_params: &[],
+            extra_token_params: &[],
+            account_id_field: "sub",
+            account_name_field: "name",
+            requires_client_secret: true,
+        }
+    }
+}
+
+/// Everything a provider method needs at run time.
+#[derive(Clone, Copy)]
+pub struct ProviderContext<'a> {
+    /// The configured provider id (for a generic provider, its table name).
+    pub id: &'a ProviderId,
+    /// Resolved settings (endpoints, credentials, modes).
+    pub settings: &'a ProviderSettings,
+    /// HTTP client (no redirects followed, timeouts set).
+    pub http: &'a reqwest::Client,
+    /// The redirect URI registered at the provider.
+    pub redirect_uri: &'a Url,
+}
+
+impl fmt::Debug for ProviderContext<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProviderContext")
+            .field("id", self.id)
+            .field("redirect_uri", self.redirect_uri)
+            .finish()
+    }
+}
+
+/// The parameters of an authorization request.
+#[derive(Debug)]
+pub struct AuthorizationRequest<'a> {
+    /// The `state` value.
+    pub state: &'a str,
+    /// Scopes to request.
+    pub scopes: &'a [String],
+    /// PKCE verifier, when the provider does PKCE (the provider derives the challenge).
+    pub pkce_verifier: Option<&'a SecretString>,
+}
+
+/// What a revoke call achieved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RevokeOutcome {
+    /// The provider confirmed the revocation.
+    Revoked,
+    /// The provider has no revocation endpoint.
+    NotSupported,
+}
+
+/// An OAuth provider. Every method has a default driven by the [`ProviderSpec`] and the
+/// resolved [`ProviderSettings`]; a provider overrides only its quirks.
+///
+/// Implementations are registered with [`register_provider!`](crate::register_provider).
+#[async_trait]
+pub trait Provider: Send + Sync + 'static {
+    /// The static description.
+    fn spec(&self) -> &'static ProviderSpec;
+
+    /// Builds the URL the browser is sent to.
+    fn authorization_url(
+        &self,
+        ctx: &ProviderContext<'_>,
+        request: &AuthorizationRequest<'_>,
+    ) -> Result<Url> {
+        defaults::authorization_url(ctx, request)
+    }
+
+    /// Exchanges an authorization code for tokens.
+    async fn exchange_code(
+        &self,
+        ctx: &ProviderContext<'_>,
+        code: &str,
+        pkce_verifier: Option<&SecretString>,
+    ) -> Result<TokenSet> {
+        defaults::exchange_code(ctx, code, pkce_verifier).await
+    }
+
+    /// Renews the tokens. The default uses the refresh token (RFC 6749 section 6) and keeps
+    /// the old refresh token when the provider does not send a new one.
+    async fn refresh(&self, ctx: &ProviderContext<'_>, current: &TokenSet) -> Result<TokenSet> {
+        defaults::refresh(ctx, current).await
+    }
+
+    /// Whether tokens like these can be renewed without the user.
+    fn can_refresh(&self, tokens: &TokenSet) -> bool {
+        tokens.refresh_token.is_some()
+    }
+
+    /// Finds out which account the tokens belong to.
+    async fn fetch_account(
+        &self,
+        ctx: &ProviderContext<'_>,
+        tokens: &TokenSet,
+    ) -> Result<AccountIdentity> {
+        defaults::fetch_account(ctx, tokens).await
+    }
+
+    /// Revokes the grant at the provider (RFC 7009 by default).
+    async fn revoke(&self, ctx: &ProviderContext<'_>, tokens: &TokenSet) -> Result<RevokeOutcome> {
+        defaults::revoke(ctx, tokens).await
+    }
+}
+
+impl fmt::Debug for dyn Provider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Provider({})", self.spec().id)
+    }
+}
+
+/// Shared handle to a provider implementation.
+pub(crate) type SharedProvider = Arc<dyn Provider>;
+
+pub use defaults::{get_json, parse_account};

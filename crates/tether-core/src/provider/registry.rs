@@ -1,0 +1,181 @@
+//! The registry of compiled-in providers, and configured provider instances.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use secrecy::SecretString;
+use url::Url;
+
+use super::{
+    AuthorizationRequest, Provider, ProviderContext, ProviderSettings, RevokeOutcome,
+    SharedProvider,
+};
+use crate::{AccountIdentity, Error, ProviderConfig, ProviderId, Result, TokenSet};
+
+/// One provider submitted with [`register_provider!`](crate::register_provider).
+pub struct ProviderRegistration {
+    factory: fn() -> Arc<dyn Provider>,
+}
+
+impl ProviderRegistration {
+    /// Wraps a factory. Used by the registration macro.
+    pub const fn new(factory: fn() -> Arc<dyn Provider>) -> Self {
+        Self { factory }
+    }
+}
+
+inventory::collect!(ProviderRegistration);
+
+/// All compiled-in providers, by id.
+#[derive(Clone)]
+pub struct ProviderRegistry {
+    providers: BTreeMap<&'static str, SharedProvider>,
+}
+
+impl std::fmt::Debug for ProviderRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.providers.keys()).finish()
+    }
+}
+
+impl ProviderRegistry {
+    /// Collects every registered provider linked into this binary.
+    ///
+    /// Fails when two providers claim the same id.
+    pub fn collect() -> Result<Self> {
+        let mut providers = BTreeMap::new();
+        for registration in inventory::iter::<ProviderRegistration> {
+            let provider = (registration.factory)();
+            let id = provider.spec().id;
+            if providers.insert(id, provider).is_some() {
+                return Err(Error::Config(format!(
+                    "two compiled-in providers use the id `{id}`"
+                )));
+            }
+        }
+        Ok(Self { providers })
+    }
+
+    /// Looks a provider up by id.
+    pub fn get(&self, id: &str) -> Option<&SharedProvider> {
+        self.providers.get(id)
+    }
+
+    /// Every provider, sorted by id.
+    pub fn iter(&self) -> impl Iterator<Item = &SharedProvider> {
+        self.providers.values()
+    }
+
+    /// Builds the configured provider instances from `[providers.*]` tables.
+    ///
+    /// A table is matched to the provider named by its `kind`, or else by its own name.
+    pub fn configure(
+        &self,
+        configs: &BTreeMap<String, ProviderConfig>,
+        public_url: &Url,
+    ) -> Result<Vec<ConfiguredProvider>> {
+        configs
+            .iter()
+            .map(|(id, cfg)| self.configure_one(id, cfg, public_url))
+            .collect()
+    }
+
+    /// Builds one configured provider.
+    pub fn configure_one(
+        &self,
+        id: &str,
+        config: &ProviderConfig,
+        public_url: &Url,
+    ) -> Result<ConfiguredProvider> {
+        let pid =
+            ProviderId::parse(id).map_err(|e| Error::Config(format!("[providers.{id}]: {e}")))?;
+        let kind = config.kind.as_deref().unwrap_or(id);
+        let provider = self.get(kind).ok_or_else(|| {
+            let known: Vec<_> = self.providers.keys().copied().collect();
+            Error::Config(format!(
+                "[providers.{id}]: no compiled-in provider `{kind}` (known: {}; use kind = \"generic\" for any other OAuth2 server)",
+                known.join(", ")
+            ))
+        })?;
+        let settings = ProviderSettings::resolve(id, provider.spec(), config, public_url)?;
+        let redirect_uri = Url::parse(&format!(
+            "{}/callback/{id}",
+            public_url.as_str().trim_end_matches('/')
+        ))
+        .map_err(|e| {
+            Error::Config(format!(
+                "public_url does not make a valid redirect URI: {e}"
+            ))
+        })?;
+        Ok(ConfiguredProvider {
+            id: pid,
+            provider: provider.clone(),
+            settings,
+            redirect_uri,
+        })
+    }
+}
+
+/// A provider with its configuration: what the engine calls.
+#[derive(Clone, Debug)]
+pub struct ConfiguredProvider {
+    /// The configured id (table name).
+    pub id: ProviderId,
+    /// The implementation.
+    pub provider: Arc<dyn Provider>,
+    /// Resolved settings.
+    pub settings: ProviderSettings,
+    /// `{public_url}/callback/{id}`, to register at the provider.
+    pub redirect_uri: Url,
+}
+
+impl ConfiguredProvider {
+    fn ctx<'a>(&'a self, http: &'a reqwest::Client) -> ProviderContext<'a> {
+        ProviderContext {
+            id: &self.id,
+            settings: &self.settings,
+            http,
+            redirect_uri: &self.redirect_uri,
+        }
+    }
+
+    /// See [`Provider::authorization_url`].
+    pub fn authorization_url(
+        &self,
+        http: &reqwest::Client,
+        request: &AuthorizationRequest<'_>,
+    ) -> Result<Url> {
+        self.provider.authorization_url(&self.ctx(http), request)
+    }
+
+    /// See [`Provider::exchange_code`].
+    pub async fn exchange_code(
+        &self,
+        http: &reqwest::Client,
+        code: &str,
+        verifier: Option<&SecretString>,
+    ) -> Result<TokenSet> {
+        self.provider
+            .exchange_code(&self.ctx(http), code, verifier)
+            .await
+    }
+
+    /// See [`Provider::refresh`].
+    pub async fn refresh(&self, http: &reqwest::Client, current: &TokenSet) -> Result<TokenSet> {
+        self.provider.refresh(&self.ctx(http), current).await
+    }
+
+    /// See [`Provider::fetch_account`].
+    pub async fn fetch_account(
+        &self,
+        http: &reqwest::Client,
+        tokens: &TokenSet,
+    ) -> Result<AccountIdentity> {
+        self.provider.fetch_account(&self.ctx(http), tokens).await
+    }
+
+    /// See [`Provider::revoke`].
+    pub async fn revoke(&self, http: &reqwest::Client, tokens: &TokenSet) -> Result<RevokeOutcome> {
+        self.provider.revoke(&self.ctx(http), tokens).await
+    }
+}

@@ -1,0 +1,123 @@
+//! The persistence contract. `tether-store` implements it on sea-orm.
+//!
+//! Implementations seal every secret (tokens, PKCE verifiers) with the [`KeyRing`](crate::KeyRing)
+//! before writing it and open it when reading: plaintext never reaches the database.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::{
+    AuthFlow, Connection, ConnectionFilter, ConnectionId, ConnectionStatus, Event, FlowStart,
+    NewConnectSession, NewConnection, NewEvent, Result, TokenSet,
+};
+
+/// The tokens of a connection with the row version they were read at.
+#[derive(Debug, Clone)]
+pub struct StoredTokens {
+    /// The opened tokens.
+    pub tokens: TokenSet,
+    /// Row version, incremented on every token change.
+    pub version: i64,
+}
+
+/// Result of trying to take the refresh lease of a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaseOutcome {
+    /// This holder has the lease until the given time.
+    Acquired,
+    /// Someone else holds it until the given time.
+    Held {
+        /// When the other holder's lease expires.
+        until: DateTime<Utc>,
+    },
+}
+
+/// Connections and their sealed tokens.
+#[async_trait]
+pub trait ConnectionStore: Send + Sync {
+    /// Creates the connection for (owner, provider, account id), or replaces the tokens, scopes,
+    /// name and status (back to active) of the existing one. Returns it and whether it was new.
+    async fn upsert_connection(&self, new: NewConnection) -> Result<(Connection, bool)>;
+    /// One connection.
+    async fn connection(&self, id: ConnectionId) -> Result<Option<Connection>>;
+    /// Connections matching the filter, newest first.
+    async fn list_connections(&self, filter: &ConnectionFilter) -> Result<Vec<Connection>>;
+    /// The opened tokens of a connection (`None` when it has none, e.g. disconnected).
+    async fn tokens(&self, id: ConnectionId) -> Result<Option<StoredTokens>>;
+    /// Atomically takes the refresh lease when it is free or expired.
+    async fn try_acquire_refresh_lease(
+        &self,
+        id: ConnectionId,
+        holder: &str,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<LeaseOutcome>;
+    /// Stores refreshed tokens and releases the lease in one atomic step, only while `holder`
+    /// still holds it. Returns false (and writes nothing) when the lease was lost.
+    async fn complete_refresh(
+        &self,
+        id: ConnectionId,
+        holder: &str,
+        tokens: &TokenSet,
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
+    /// Releases the lease without new tokens, setting status and last error.
+    async fn release_refresh_lease(
+        &self,
+        id: ConnectionId,
+        holder: &str,
+        status: ConnectionStatus,
+        last_error: Option<&str>,
+    ) -> Result<()>;
+    /// Active connections with a refresh path whose access token expires before `before`, and
+    /// whose lease is free at `now`, soonest first.
+    async fn due_for_refresh(
+        &self,
+        before: DateTime<Utc>,
+        now: DateTime<Utc>,
+        limit: u64,
+    ) -> Result<Vec<ConnectionId>>;
+    /// Sets the status (and last error) of a connection.
+    async fn set_status(
+        &self,
+        id: ConnectionId,
+        status: ConnectionStatus,
+        last_error: Option<&str>,
+    ) -> Result<()>;
+    /// Deletes the connection's secrets and marks it disconnected.
+    async fn disconnect(&self, id: ConnectionId) -> Result<()>;
+}
+
+/// Connect sessions and authorization flows.
+#[async_trait]
+pub trait FlowStore: Send + Sync {
+    /// Stores a new connect session.
+    async fn create_connect_session(&self, session: &NewConnectSession) -> Result<()>;
+    /// Single use: marks the session whose link-token hash matches as started and attaches the
+    /// flow state. Fails with `FlowError::{UnknownLink, LinkExpired, LinkUsed}`.
+    async fn start_flow(
+        &self,
+        link_token_hash: &str,
+        start: FlowStart,
+        now: DateTime<Utc>,
+    ) -> Result<AuthFlow>;
+    /// Single use: consumes the flow whose state hash matches. Fails with
+    /// `FlowError::{UnknownState, StateExpired, StateReplayed}`.
+    async fn consume_flow(&self, state_hash: &str, now: DateTime<Utc>) -> Result<AuthFlow>;
+    /// Deletes flows that expired before `before`. Returns how many.
+    async fn purge_flows(&self, before: DateTime<Utc>) -> Result<u64>;
+}
+
+/// Connection events.
+#[async_trait]
+pub trait EventStore: Send + Sync {
+    /// Records an event.
+    async fn record_event(&self, event: NewEvent) -> Result<Event>;
+    /// Events of a connection, newest first.
+    async fn events(&self, connection: ConnectionId, limit: u64) -> Result<Vec<Event>>;
+}
+
+/// Everything the engine needs from persistence.
+pub trait Store: ConnectionStore + FlowStore + EventStore {}
+
+impl<T: ConnectionStore + FlowStore + EventStore> Store for T {}
