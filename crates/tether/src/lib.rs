@@ -1,1 +1,43 @@
-//! tether
+//! Tether: keeps an application connected to its users' accounts on other platforms.
+//!
+//! This facade re-exports [`tether_core`] and links the built-in providers selected with cargo
+//! features (all of them by default). Linking matters: providers register themselves with
+//! `inventory`, which only sees crates the final binary references, so each enabled provider
+//! crate is referenced here.
+//!
+//! ```
+//! let registry = tether::ProviderRegistry::collect().unwrap();
+//! assert!(registry.get("github").is_some());
+//! ```
+
+pub use tether_core::*;
+
+#[cfg(feature = "demo")]
+pub use tether_provider_demo as demo;
+#[cfg(feature = "generic")]
+pub use tether_provider_generic as generic;
+#[cfg(feature = "github")]
+pub use tether_provider_github as github;
+
+/// Ids of the providers this build links, as enabled by cargo features.
+pub fn builtin_provider_ids() -> Vec<&'static str> {
+    let mut ids = Vec::new();
+    #[cfg(feature = "demo")]
+    ids.push(demo::SPEC.id);
+    #[cfg(feature = "generic")]
+    ids.push(generic::SPEC.id);
+    #[cfg(feature = "github")]
+    ids.push(github::SPEC.id);
+    ids
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_enabled_provider_is_registered() {
+        let registry = crate::ProviderRegistry::collect().unwrap_or_else(|e| panic!("{e}"));
+        for id in crate::builtin_provider_ids() {
+            assert!(registry.get(id).is_some(), "{id} is enabled but not registered");
+        }
+    }
+}
