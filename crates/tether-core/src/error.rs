@@ -15,9 +15,7 @@ pub enum Error {
     #[error("unknown provider `{0}`")]
     UnknownProvider(String),
     /// The provider is compiled in but has no configuration (client id and secret).
-    #[error(
-        "provider `{0}` is not configured: add a [providers.{0}] table with client_id and client_secret"
-    )]
+    #[error("provider `{0}` is not configured: add a [providers.{0}] table with client_id and client_secret")]
     ProviderNotConfigured(String),
     /// Configuration is invalid.
     #[error("configuration error: {0}")]
@@ -95,11 +93,7 @@ impl Error {
 
     /// Shorthand for a provider error.
     pub fn provider(provider: &str, kind: ProviderErrorKind, message: impl Into<String>) -> Self {
-        Error::Provider {
-            provider: provider.to_owned(),
-            kind,
-            message: message.into(),
-        }
+        Error::Provider { provider: provider.to_owned(), kind, message: message.into() }
     }
 
     /// Shorthand for a store error.

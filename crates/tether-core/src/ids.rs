@@ -17,9 +17,7 @@ impl ProviderId {
     pub fn parse(id: &str) -> Result<Self> {
         let ok = !id.is_empty()
             && id.len() <= 64
-            && id
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+            && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
         if ok {
             Ok(Self(id.to_owned()))
         } else {
@@ -50,9 +48,7 @@ impl OwnerId {
     /// Validates an owner id: 1-255 printable characters without control characters.
     pub fn parse(owner: &str) -> Result<Self> {
         if owner.is_empty() || owner.len() > 255 || owner.chars().any(char::is_control) {
-            return Err(Error::InvalidInput(
-                "owner must be 1-255 characters without control characters".into(),
-            ));
+            return Err(Error::InvalidInput("owner must be 1-255 characters without control characters".into()));
         }
         Ok(Self(owner.to_owned()))
     }
@@ -80,10 +76,9 @@ impl ConnectionId {
     }
     /// Parses an id from its string form.
     pub fn parse(s: &str) -> Result<Self> {
-        Uuid::parse_str(s).map(Self).map_err(|_| Error::NotFound {
-            what: "connection",
-            id: s.chars().take(64).collect(),
-        })
+        Uuid::parse_str(s)
+            .map(Self)
+            .map_err(|_| Error::NotFound { what: "connection", id: s.chars().take(64).collect() })
     }
     /// The underlying UUID.
     pub fn uuid(&self) -> Uuid {

@@ -23,22 +23,18 @@ mod seal;
 mod store;
 mod token;
 
-pub use connection::{
-    AccountIdentity, Connection, ConnectionFilter, ConnectionStatus, NewConnection,
-};
+pub use connection::{AccountIdentity, Connection, ConnectionFilter, ConnectionStatus, NewConnection};
 pub use engine::{
-    AuthorizationRedirect, CallbackParams, CompletedFlow, ConnectSessionRequest,
-    CreatedConnectSession, DisconnectOutcome, EngineSettings, FreshToken, RefresherSettings,
-    Tether,
+    AuthorizationRedirect, CallbackParams, CompletedFlow, ConnectSessionRequest, CreatedConnectSession,
+    DisconnectOutcome, EngineSettings, FreshToken, RefresherSettings, Tether,
 };
 pub use error::{Error, FlowError, ProviderErrorKind, Result};
 pub use event::{Event, EventKind, NewEvent};
 pub use flow::{AuthFlow, FlowStart, NewConnectSession};
 pub use ids::{ConnectionId, OwnerId, ProviderId};
 pub use provider::{
-    AuthorizationRequest, ClientAuth, ConfiguredProvider, PkceMode, Provider, ProviderConfig,
-    ProviderContext, ProviderRegistration, ProviderRegistry, ProviderSettings, ProviderSpec,
-    RevokeOutcome, get_json, parse_account,
+    AuthorizationRequest, ClientAuth, ConfiguredProvider, PkceMode, Provider, ProviderConfig, ProviderContext,
+    ProviderRegistration, ProviderRegistry, ProviderSettings, ProviderSpec, RevokeOutcome, get_json, parse_account,
 };
 pub use random::{hash_secret, random_token, secure_eq};
 pub use seal::{EncryptionKey, KeyRing, SealContext, SealedSecret};

@@ -38,8 +38,7 @@ pub struct OAuthHttp<'a>(pub &'a reqwest::Client);
 
 impl<'c> oauth2::AsyncHttpClient<'c> for OAuthHttp<'_> {
     type Error = OAuthHttpError;
-    type Future =
-        Pin<Box<dyn Future<Output = Result<oauth2::HttpResponse, Self::Error>> + Send + Sync + 'c>>;
+    type Future = Pin<Box<dyn Future<Output = Result<oauth2::HttpResponse, Self::Error>> + Send + Sync + 'c>>;
 
     fn call(&'c self, request: oauth2::HttpRequest) -> Self::Future {
         Box::pin(async move {
@@ -60,10 +59,7 @@ impl<'c> oauth2::AsyncHttpClient<'c> for OAuthHttp<'_> {
                 });
             }
             let headers = resp.headers().clone();
-            let bytes = resp
-                .bytes()
-                .await
-                .map_err(|e| OAuthHttpError::Transport(describe_reqwest_error(&e)))?;
+            let bytes = resp.bytes().await.map_err(|e| OAuthHttpError::Transport(describe_reqwest_error(&e)))?;
             let json: Option<serde_json::Value> = serde_json::from_slice(&bytes).ok();
             let mut out_status = status;
             let mut builder = http::Response::builder();
@@ -75,10 +71,7 @@ impl<'c> oauth2::AsyncHttpClient<'c> for OAuthHttp<'_> {
             let mut content_type = headers.get(http::header::CONTENT_TYPE).cloned();
             if let Some(serde_json::Value::Object(map)) = &json {
                 content_type = Some(http::HeaderValue::from_static("application/json"));
-                if status.is_success()
-                    && map.contains_key("error")
-                    && !map.contains_key("access_token")
-                {
+                if status.is_success() && map.contains_key("error") && !map.contains_key("access_token") {
                     out_status = http::StatusCode::BAD_REQUEST;
                 }
             }
@@ -136,19 +129,11 @@ pub struct FlexibleTokenResponse {
     access_token: AccessToken,
     #[serde(default = "bearer")]
     token_type: BasicTokenType,
-    #[serde(
-        default,
-        deserialize_with = "lenient_u64",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, deserialize_with = "lenient_u64", skip_serializing_if = "Option::is_none")]
     expires_in: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     refresh_token: Option<RefreshToken>,
-    #[serde(
-        default,
-        deserialize_with = "lenient_scopes",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, deserialize_with = "lenient_scopes", skip_serializing_if = "Option::is_none")]
     scope: Option<Vec<Scope>>,
     /// Every other field of the response.
     #[serde(flatten)]
@@ -172,9 +157,7 @@ fn bearer() -> BasicTokenType {
 
 fn value_as_u64(v: &serde_json::Value) -> Option<u64> {
     match v {
-        serde_json::Value::Number(n) => {
-            n.as_u64().or_else(|| n.as_f64().map(|f| f.max(0.0) as u64))
-        }
+        serde_json::Value::Number(n) => n.as_u64().or_else(|| n.as_f64().map(|f| f.max(0.0) as u64)),
         serde_json::Value::String(s) => s.trim().parse().ok(),
         _ => None,
     }
@@ -188,25 +171,17 @@ fn lenient_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error>
 fn lenient_scopes<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Scope>>, D::Error> {
     let v = Option::<serde_json::Value>::deserialize(d)?;
     Ok(match v {
-        Some(serde_json::Value::String(s)) => {
-            Some(split_scopes(&s).into_iter().map(Scope::new).collect())
+        Some(serde_json::Value::String(s)) => Some(split_scopes(&s).into_iter().map(Scope::new).collect()),
+        Some(serde_json::Value::Array(items)) => {
+            Some(items.into_iter().filter_map(|i| i.as_str().map(|s| Scope::new(s.to_owned()))).collect())
         }
-        Some(serde_json::Value::Array(items)) => Some(
-            items
-                .into_iter()
-                .filter_map(|i| i.as_str().map(|s| Scope::new(s.to_owned())))
-                .collect(),
-        ),
         _ => None,
     })
 }
 
 /// Splits a scope string on whitespace or commas (providers use both).
 pub fn split_scopes(s: &str) -> Vec<String> {
-    s.split(|c: char| c.is_whitespace() || c == ',')
-        .filter(|p| !p.is_empty())
-        .map(str::to_owned)
-        .collect()
+    s.split(|c: char| c.is_whitespace() || c == ',').filter(|p| !p.is_empty()).map(str::to_owned).collect()
 }
 
 impl fmt::Debug for FlexibleTokenResponse {
@@ -245,32 +220,18 @@ mod tests {
 
     #[test]
     fn tolerant_parsing_of_real_provider_shapes() {
-        let gh: FlexibleTokenResponse = serde_json::from_str(
-            r#"{"access_token":"gho_x","scope":"repo,gist","token_type":"bearer"}"#,
-        )
-        .unwrap();
-        assert_eq!(
-            gh.scopes()
-                .unwrap()
-                .iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>(),
-            ["repo", "gist"]
-        );
-        let twitch: FlexibleTokenResponse = serde_json::from_str(
-            r#"{"access_token":"a","expires_in":"14000","scope":["a:b","c"]}"#,
-        )
-        .unwrap();
+        let gh: FlexibleTokenResponse =
+            serde_json::from_str(r#"{"access_token":"gho_x","scope":"repo,gist","token_type":"bearer"}"#).unwrap();
+        assert_eq!(gh.scopes().unwrap().iter().map(|s| s.as_str()).collect::<Vec<_>>(), ["repo", "gist"]);
+        let twitch: FlexibleTokenResponse =
+            serde_json::from_str(r#"{"access_token":"a","expires_in":"14000","scope":["a:b","c"]}"#).unwrap();
         assert_eq!(twitch.expires_in(), Some(Duration::from_secs(14000)));
         assert_eq!(twitch.scopes().unwrap().len(), 2);
         let tiktok: FlexibleTokenResponse = serde_json::from_str(
             r#"{"access_token":"a","refresh_token":"r","refresh_expires_in":86400,"open_id":"o"}"#,
         )
         .unwrap();
-        assert_eq!(
-            tiktok.refresh_token_expires_in(),
-            Some(Duration::from_secs(86400))
-        );
+        assert_eq!(tiktok.refresh_token_expires_in(), Some(Duration::from_secs(86400)));
         assert!(!format!("{tiktok:?}").contains("\"r\""));
     }
 }

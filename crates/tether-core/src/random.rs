@@ -42,10 +42,7 @@ mod tests {
 
     #[test]
     fn hash_is_sha256_hex() {
-        assert_eq!(
-            hash_secret("abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        assert_eq!(hash_secret("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
         assert!(secure_eq(b"abc", b"abc"));
         assert!(!secure_eq(b"abc", b"abd"));
         assert!(!secure_eq(b"abc", b"ab"));

@@ -31,45 +31,30 @@ impl EncryptionKey {
     /// The id is 1-32 characters of `A-Za-z0-9_-`. `tether keys generate` prints keys in this form.
     pub fn parse(text: &str) -> Result<Self> {
         let (id, material) = text.trim().split_once(':').ok_or_else(|| {
-            Error::Config("an encryption key must look like `<id>:<base64 of 32 bytes>` (run `tether keys generate`)".into())
+            Error::Config(
+                "an encryption key must look like `<id>:<base64 of 32 bytes>` (run `tether keys generate`)".into(),
+            )
         })?;
-        let id_ok = !id.is_empty()
-            && id.len() <= 32
-            && id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        let id_ok =
+            !id.is_empty() && id.len() <= 32 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
         if !id_ok {
-            return Err(Error::Config(
-                "an encryption key id must be 1-32 characters of A-Z, a-z, 0-9, _ and -".into(),
-            ));
+            return Err(Error::Config("an encryption key id must be 1-32 characters of A-Z, a-z, 0-9, _ and -".into()));
         }
-        let bytes = STANDARD
-            .decode(material)
-            .or_else(|_| URL_SAFE_NO_PAD.decode(material))
-            .map_err(|_| {
-                Error::Config(format!(
-                    "encryption key `{id}` is not valid base64 (run `tether keys generate`)"
-                ))
-            })?;
-        let key: [u8; 32] = bytes.try_into().map_err(|_| {
-            Error::Config(format!(
-                "encryption key `{id}` must be exactly 32 bytes (run `tether keys generate`)"
-            ))
+        let bytes = STANDARD.decode(material).or_else(|_| URL_SAFE_NO_PAD.decode(material)).map_err(|_| {
+            Error::Config(format!("encryption key `{id}` is not valid base64 (run `tether keys generate`)"))
         })?;
-        Ok(Self {
-            id: id.to_owned(),
-            cipher: XChaCha20Poly1305::new(&Key::from(key)),
-        })
+        let key: [u8; 32] = bytes.try_into().map_err(|_| {
+            Error::Config(format!("encryption key `{id}` must be exactly 32 bytes (run `tether keys generate`)"))
+        })?;
+        Ok(Self { id: id.to_owned(), cipher: XChaCha20Poly1305::new(&Key::from(key)) })
     }
 
     /// Generates a new random key and returns it in configuration form (`<id>:<base64>`).
     pub fn generate() -> Result<String> {
         let mut key = [0u8; 32];
-        getrandom::fill(&mut key)
-            .map_err(|e| Error::Seal(format!("no randomness available: {e}")))?;
+        getrandom::fill(&mut key).map_err(|e| Error::Seal(format!("no randomness available: {e}")))?;
         let mut id = [0u8; 4];
-        getrandom::fill(&mut id)
-            .map_err(|e| Error::Seal(format!("no randomness available: {e}")))?;
+        getrandom::fill(&mut id).map_err(|e| Error::Seal(format!("no randomness available: {e}")))?;
         let date = chrono::Utc::now().format("%Y%m%d");
         let suffix: String = id.iter().map(|b| format!("{b:02x}")).collect();
         Ok(format!("k{date}{suffix}:{}", STANDARD.encode(key)))
@@ -83,10 +68,7 @@ impl EncryptionKey {
 
 impl fmt::Debug for EncryptionKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EncryptionKey")
-            .field("id", &self.id)
-            .field("key", &"[redacted]")
-            .finish()
+        f.debug_struct("EncryptionKey").field("id", &self.id).field("key", &"[redacted]").finish()
     }
 }
 
@@ -158,16 +140,12 @@ impl KeyRing {
     pub fn new(keys: Vec<EncryptionKey>) -> Result<Self> {
         if keys.is_empty() {
             return Err(Error::Config(
-                "encryption_keys is empty: add one (generate it with `tether keys generate`)"
-                    .into(),
+                "encryption_keys is empty: add one (generate it with `tether keys generate`)".into(),
             ));
         }
         for (i, k) in keys.iter().enumerate() {
             if keys[..i].iter().any(|o| o.id == k.id) {
-                return Err(Error::Config(format!(
-                    "encryption key id `{}` appears twice",
-                    k.id
-                )));
+                return Err(Error::Config(format!("encryption key id `{}` appears twice", k.id)));
             }
         }
         Ok(Self { keys })
@@ -175,11 +153,7 @@ impl KeyRing {
 
     /// Parses the configuration form of several keys.
     pub fn parse<S: AsRef<str>>(keys: &[S]) -> Result<Self> {
-        Self::new(
-            keys.iter()
-                .map(|k| EncryptionKey::parse(k.as_ref()))
-                .collect::<Result<_>>()?,
-        )
+        Self::new(keys.iter().map(|k| EncryptionKey::parse(k.as_ref())).collect::<Result<_>>()?)
     }
 
     /// The id of the key that seals new values.
@@ -191,74 +165,47 @@ impl KeyRing {
     pub fn seal(&self, plaintext: &str, ctx: SealContext<'_>) -> Result<SealedSecret> {
         let key = &self.keys[0];
         let mut nonce = [0u8; NONCE_LEN];
-        getrandom::fill(&mut nonce)
-            .map_err(|e| Error::Seal(format!("no randomness available: {e}")))?;
+        getrandom::fill(&mut nonce).map_err(|e| Error::Seal(format!("no randomness available: {e}")))?;
         let aad = ctx.aad();
         let ciphertext = key
             .cipher
-            .encrypt(
-                &XNonce::from(nonce),
-                Payload {
-                    msg: plaintext.as_bytes(),
-                    aad: &aad,
-                },
-            )
+            .encrypt(&XNonce::from(nonce), Payload { msg: plaintext.as_bytes(), aad: &aad })
             .map_err(|_| Error::Seal("encryption failed".into()))?;
         let mut blob = Vec::with_capacity(NONCE_LEN + ciphertext.len());
         blob.extend_from_slice(&nonce);
         blob.extend_from_slice(&ciphertext);
-        Ok(SealedSecret(format!(
-            "{VERSION}.{}.{}",
-            key.id,
-            URL_SAFE_NO_PAD.encode(blob)
-        )))
+        Ok(SealedSecret(format!("{VERSION}.{}.{}", key.id, URL_SAFE_NO_PAD.encode(blob))))
     }
 
     /// Opens a sealed value. Fails when the key is unknown, the value was tampered with, or it
     /// was sealed for another place.
     pub fn open(&self, sealed: &SealedSecret, ctx: SealContext<'_>) -> Result<SecretString> {
         let mut parts = sealed.0.splitn(3, '.');
-        let (Some(VERSION), Some(key_id), Some(body)) = (parts.next(), parts.next(), parts.next())
-        else {
-            return Err(Error::Seal(format!(
-                "{}.{} is not a sealed value",
-                ctx.table, ctx.column
-            )));
+        let (Some(VERSION), Some(key_id), Some(body)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(Error::Seal(format!("{}.{} is not a sealed value", ctx.table, ctx.column)));
         };
         let key = self.keys.iter().find(|k| k.id == key_id).ok_or_else(|| {
-            Error::Seal(format!("no encryption key with id `{key_id}` is configured; it is needed to open stored secrets"))
+            Error::Seal(format!(
+                "no encryption key with id `{key_id}` is configured; it is needed to open stored secrets"
+            ))
         })?;
         let blob = URL_SAFE_NO_PAD
             .decode(body)
             .map_err(|_| Error::Seal(format!("{}.{} is corrupted", ctx.table, ctx.column)))?;
         if blob.len() < NONCE_LEN {
-            return Err(Error::Seal(format!(
-                "{}.{} is corrupted",
-                ctx.table, ctx.column
-            )));
+            return Err(Error::Seal(format!("{}.{} is corrupted", ctx.table, ctx.column)));
         }
         let (nonce, ciphertext) = blob.split_at(NONCE_LEN);
-        let nonce: [u8; NONCE_LEN] = nonce
-            .try_into()
-            .map_err(|_| Error::Seal(format!("{}.{} is corrupted", ctx.table, ctx.column)))?;
+        let nonce: [u8; NONCE_LEN] =
+            nonce.try_into().map_err(|_| Error::Seal(format!("{}.{} is corrupted", ctx.table, ctx.column)))?;
         let aad = ctx.aad();
-        let plain = key
-            .cipher
-            .decrypt(
-                &XNonce::from(nonce),
-                Payload {
-                    msg: ciphertext,
-                    aad: &aad,
-                },
-            )
-            .map_err(|_| {
-                Error::Seal(format!(
-                    "{}.{} of row {} failed authentication (tampered, or moved from another row)",
-                    ctx.table, ctx.column, ctx.row
-                ))
-            })?;
-        let text = String::from_utf8(plain)
-            .map_err(|_| Error::Seal("sealed value is not UTF-8".into()))?;
+        let plain = key.cipher.decrypt(&XNonce::from(nonce), Payload { msg: ciphertext, aad: &aad }).map_err(|_| {
+            Error::Seal(format!(
+                "{}.{} of row {} failed authentication (tampered, or moved from another row)",
+                ctx.table, ctx.column, ctx.row
+            ))
+        })?;
+        let text = String::from_utf8(plain).map_err(|_| Error::Seal("sealed value is not UTF-8".into()))?;
         Ok(SecretString::from(text))
     }
 
@@ -276,11 +223,7 @@ mod tests {
     fn ring() -> KeyRing {
         KeyRing::parse(&[EncryptionKey::generate().unwrap()]).unwrap()
     }
-    const CTX: SealContext<'static> = SealContext {
-        table: "connections",
-        row: "r1",
-        column: "access_token",
-    };
+    const CTX: SealContext<'static> = SealContext { table: "connections", row: "r1", column: "access_token" };
 
     #[test]
     fn seal_then_open_round_trips_and_hides_plaintext() {
@@ -288,10 +231,7 @@ mod tests {
         let sealed = ring.seal("gho_secret_token", CTX).unwrap();
         assert!(!sealed.as_str().contains("gho_secret_token"));
         assert_eq!(sealed.key_id(), Some(ring.primary_key_id()));
-        assert_eq!(
-            ring.open(&sealed, CTX).unwrap().expose_secret(),
-            "gho_secret_token"
-        );
+        assert_eq!(ring.open(&sealed, CTX).unwrap().expose_secret(), "gho_secret_token");
         assert!(!format!("{sealed:?}").contains(sealed.as_str()));
     }
 
@@ -300,10 +240,7 @@ mod tests {
         let ring = ring();
         let sealed = ring.seal("t", CTX).unwrap();
         let other_row = SealContext { row: "r2", ..CTX };
-        let other_col = SealContext {
-            column: "refresh_token",
-            ..CTX
-        };
+        let other_col = SealContext { column: "refresh_token", ..CTX };
         assert!(ring.open(&sealed, other_row).is_err());
         assert!(ring.open(&sealed, other_col).is_err());
     }
@@ -322,7 +259,7 @@ mod tests {
     fn old_keys_open_and_only_the_first_seals() {
         let old = EncryptionKey::generate().unwrap();
         let new = EncryptionKey::generate().unwrap();
-        let before = KeyRing::parse(&[old.clone()]).unwrap();
+        let before = KeyRing::parse(std::slice::from_ref(&old)).unwrap();
         let sealed = before.seal("t", CTX).unwrap();
         let after = KeyRing::parse(&[new, old]).unwrap();
         assert_eq!(after.open(&sealed, CTX).unwrap().expose_secret(), "t");
@@ -341,12 +278,6 @@ mod tests {
         assert!(KeyRing::parse::<&str>(&[]).is_err());
         let k = EncryptionKey::generate().unwrap();
         assert!(KeyRing::parse(&[k.clone(), k]).is_err());
-        assert!(
-            !format!(
-                "{:?}",
-                EncryptionKey::parse(&EncryptionKey::generate().unwrap()).unwrap()
-            )
-            .contains("==")
-        );
+        assert!(!format!("{:?}", EncryptionKey::parse(&EncryptionKey::generate().unwrap()).unwrap()).contains("=="));
     }
 }

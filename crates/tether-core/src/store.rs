@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::{
-    AuthFlow, Connection, ConnectionFilter, ConnectionId, ConnectionStatus, Event, FlowStart,
-    NewConnectSession, NewConnection, NewEvent, Result, TokenSet,
+    AuthFlow, Connection, ConnectionFilter, ConnectionId, ConnectionStatus, Event, FlowStart, NewConnectSession,
+    NewConnection, NewEvent, Result, TokenSet,
 };
 
 /// The tokens of a connection with the row version they were read at.
@@ -71,19 +71,10 @@ pub trait ConnectionStore: Send + Sync {
     ) -> Result<()>;
     /// Active connections with a refresh path whose access token expires before `before`, and
     /// whose lease is free at `now`, soonest first.
-    async fn due_for_refresh(
-        &self,
-        before: DateTime<Utc>,
-        now: DateTime<Utc>,
-        limit: u64,
-    ) -> Result<Vec<ConnectionId>>;
+    async fn due_for_refresh(&self, before: DateTime<Utc>, now: DateTime<Utc>, limit: u64)
+    -> Result<Vec<ConnectionId>>;
     /// Sets the status (and last error) of a connection.
-    async fn set_status(
-        &self,
-        id: ConnectionId,
-        status: ConnectionStatus,
-        last_error: Option<&str>,
-    ) -> Result<()>;
+    async fn set_status(&self, id: ConnectionId, status: ConnectionStatus, last_error: Option<&str>) -> Result<()>;
     /// Deletes the connection's secrets and marks it disconnected.
     async fn disconnect(&self, id: ConnectionId) -> Result<()>;
 }
@@ -95,12 +86,7 @@ pub trait FlowStore: Send + Sync {
     async fn create_connect_session(&self, session: &NewConnectSession) -> Result<()>;
     /// Single use: marks the session whose link-token hash matches as started and attaches the
     /// flow state. Fails with `FlowError::{UnknownLink, LinkExpired, LinkUsed}`.
-    async fn start_flow(
-        &self,
-        link_token_hash: &str,
-        start: FlowStart,
-        now: DateTime<Utc>,
-    ) -> Result<AuthFlow>;
+    async fn start_flow(&self, link_token_hash: &str, start: FlowStart, now: DateTime<Utc>) -> Result<AuthFlow>;
     /// Single use: consumes the flow whose state hash matches. Fails with
     /// `FlowError::{UnknownState, StateExpired, StateReplayed}`.
     async fn consume_flow(&self, state_hash: &str, now: DateTime<Utc>) -> Result<AuthFlow>;

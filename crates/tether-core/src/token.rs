@@ -57,10 +57,7 @@ impl fmt::Debug for TokenSet {
         f.debug_struct("TokenSet")
             .field("access_token", &"[redacted]")
             .field("token_type", &self.token_type)
-            .field(
-                "refresh_token",
-                &self.refresh_token.as_ref().map(|_| "[redacted]"),
-            )
+            .field("refresh_token", &self.refresh_token.as_ref().map(|_| "[redacted]"))
             .field("expires_at", &self.expires_at)
             .field("refresh_token_expires_at", &self.refresh_token_expires_at)
             .field("scopes", &self.scopes)

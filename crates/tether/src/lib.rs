@@ -21,14 +21,15 @@ pub use tether_provider_github as github;
 
 /// Ids of the providers this build links, as enabled by cargo features.
 pub fn builtin_provider_ids() -> Vec<&'static str> {
-    let mut ids = Vec::new();
-    #[cfg(feature = "demo")]
-    ids.push(demo::SPEC.id);
-    #[cfg(feature = "generic")]
-    ids.push(generic::SPEC.id);
-    #[cfg(feature = "github")]
-    ids.push(github::SPEC.id);
-    ids
+    [
+        #[cfg(feature = "demo")]
+        demo::SPEC.id,
+        #[cfg(feature = "generic")]
+        generic::SPEC.id,
+        #[cfg(feature = "github")]
+        github::SPEC.id,
+    ]
+    .to_vec()
 }
 
 #[cfg(test)]

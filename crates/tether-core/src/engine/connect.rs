@@ -7,8 +7,8 @@ use uuid::Uuid;
 
 use super::Tether;
 use crate::{
-    AuthorizationRequest, Connection, Error, EventKind, FlowError, FlowStart, NewConnectSession,
-    NewConnection, NewEvent, OwnerId, PkceMode, Result, hash_secret, random_token, secure_eq,
+    AuthorizationRequest, Connection, Error, EventKind, FlowError, FlowStart, NewConnectSession, NewConnection,
+    NewEvent, OwnerId, PkceMode, Result, hash_secret, random_token, secure_eq,
 };
 
 /// What the application asks for when it creates a connect link.
@@ -84,24 +84,13 @@ fn to_chrono(d: std::time::Duration) -> chrono::Duration {
 
 impl Tether {
     /// Creates a single-use connect link for `owner` on `provider`.
-    pub async fn create_connect_session(
-        &self,
-        request: ConnectSessionRequest,
-    ) -> Result<CreatedConnectSession> {
+    pub async fn create_connect_session(&self, request: ConnectSessionRequest) -> Result<CreatedConnectSession> {
         let owner = OwnerId::parse(&request.owner)?;
         let provider = self.provider(&request.provider)?;
-        let return_to = request
-            .return_to
-            .as_deref()
-            .map(|r| self.check_return_to(r))
-            .transpose()?;
+        let return_to = request.return_to.as_deref().map(|r| self.check_return_to(r)).transpose()?;
         let scopes = match request.scopes {
             Some(s) => {
-                if s.iter().any(|x| {
-                    x.is_empty()
-                        || x.len() > 200
-                        || x.chars().any(|c| c.is_whitespace() || c == ',')
-                }) {
+                if s.iter().any(|x| x.is_empty() || x.len() > 200 || x.chars().any(|c| c.is_whitespace() || c == ',')) {
                     return Err(Error::InvalidInput(
                         "each scope must be a non-empty string without spaces or commas".into(),
                     ));
@@ -124,37 +113,23 @@ impl Tether {
         };
         self.inner.store.create_connect_session(&session).await?;
         let connect_url = self.public_path(&format!("connect/{token}"))?;
-        Ok(CreatedConnectSession {
-            id: session.id,
-            connect_url,
-            expires_at: session.expires_at,
-        })
+        Ok(CreatedConnectSession { id: session.id, connect_url, expires_at: session.expires_at })
     }
 
     fn public_path(&self, path: &str) -> Result<Url> {
-        let base = self
-            .inner
-            .settings
-            .public_url
-            .as_str()
-            .trim_end_matches('/');
+        let base = self.inner.settings.public_url.as_str().trim_end_matches('/');
         Url::parse(&format!("{base}/{path}")).map_err(|e| Error::Config(format!("public_url: {e}")))
     }
 
     fn check_return_to(&self, raw: &str) -> Result<Url> {
-        let url = Url::parse(raw)
-            .map_err(|_| Error::InvalidInput("return_to must be an absolute URL".into()))?;
+        let url = Url::parse(raw).map_err(|_| Error::InvalidInput("return_to must be an absolute URL".into()))?;
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(Error::InvalidInput(
-                "return_to must be an http(s) URL".into(),
-            ));
+            return Err(Error::InvalidInput("return_to must be an http(s) URL".into()));
         }
         let allowed = &self.inner.settings.allowed_return_origins;
         let origin = url.origin().ascii_serialization();
         if !allowed.is_empty() && !allowed.iter().any(|a| a.trim_end_matches('/') == origin) {
-            return Err(Error::InvalidInput(format!(
-                "return_to origin {origin} is not in allowed_return_origins"
-            )));
+            return Err(Error::InvalidInput(format!("return_to origin {origin} is not in allowed_return_origins")));
         }
         Ok(url)
     }
@@ -175,20 +150,12 @@ impl Tether {
             redirect_uri: self.inner.settings.public_url.clone(),
             expires_at: now + to_chrono(self.inner.settings.flow_ttl),
         };
-        let flow = self
-            .inner
-            .store
-            .start_flow(&hash_secret(link_token), start, now)
-            .await?;
+        let flow = self.inner.store.start_flow(&hash_secret(link_token), start, now).await?;
         let provider = self.provider(flow.provider.as_str())?;
         let pkce_verifier = (provider.settings.pkce == PkceMode::S256).then_some(&verifier);
         let url = provider.authorization_url(
             &self.inner.http,
-            &AuthorizationRequest {
-                state: &state,
-                scopes: &flow.scopes,
-                pkce_verifier,
-            },
+            &AuthorizationRequest { state: &state, scopes: &flow.scopes, pkce_verifier },
         )?;
         Ok(AuthorizationRedirect {
             url,
@@ -212,23 +179,13 @@ impl Tether {
         params: CallbackParams,
         browser_binding: Option<&str>,
     ) -> Result<CompletedFlow> {
-        let state = params
-            .state
-            .as_deref()
-            .filter(|s| !s.is_empty())
-            .ok_or(FlowError::MissingState)?;
-        let flow = self
-            .inner
-            .store
-            .consume_flow(&hash_secret(state), Utc::now())
-            .await?;
+        let state = params.state.as_deref().filter(|s| !s.is_empty()).ok_or(FlowError::MissingState)?;
+        let flow = self.inner.store.consume_flow(&hash_secret(state), Utc::now()).await?;
         if flow.provider.as_str() != provider_id {
             return Err(FlowError::UnknownState.into());
         }
         let bound = match (browser_binding, &flow.browser_binding_hash) {
-            (Some(cookie), Some(expected)) => {
-                secure_eq(hash_secret(cookie).as_bytes(), expected.as_bytes())
-            }
+            (Some(cookie), Some(expected)) => secure_eq(hash_secret(cookie).as_bytes(), expected.as_bytes()),
             _ => false,
         };
         if !bound {
@@ -241,18 +198,10 @@ impl Tether {
             };
             return Err(FlowError::ProviderDenied(detail.chars().take(300).collect()).into());
         }
-        let code = params
-            .code
-            .filter(|c| !c.is_empty())
-            .ok_or(FlowError::MissingCode)?;
+        let code = params.code.filter(|c| !c.is_empty()).ok_or(FlowError::MissingCode)?;
         let provider = self.provider(provider_id)?;
-        let verifier = flow
-            .pkce_verifier
-            .as_ref()
-            .filter(|_| provider.settings.pkce == PkceMode::S256);
-        let tokens = provider
-            .exchange_code(&self.inner.http, &code, verifier)
-            .await?;
+        let verifier = flow.pkce_verifier.as_ref().filter(|_| provider.settings.pkce == PkceMode::S256);
+        let tokens = provider.exchange_code(&self.inner.http, &code, verifier).await?;
         let account = provider.fetch_account(&self.inner.http, &tokens).await?;
         let scopes = tokens.scopes.clone().unwrap_or_else(|| flow.scopes.clone());
         let (connection, created) = self
@@ -267,41 +216,14 @@ impl Tether {
             })
             .await?;
         self.inner.flights.forget(connection.id);
-        let message = if created {
-            "connected"
-        } else {
-            "reconnected: tokens replaced"
-        };
-        self.record(
-            connection.id,
-            EventKind::Connected,
-            Some(message.to_owned()),
-        )
-        .await;
+        let message = if created { "connected" } else { "reconnected: tokens replaced" };
+        self.record(connection.id, EventKind::Connected, Some(message.to_owned())).await;
         tracing::info!(connection = %connection.id, provider = %provider.id, created, "connection completed");
-        Ok(CompletedFlow {
-            connection,
-            created,
-            return_to: flow.return_to,
-        })
+        Ok(CompletedFlow { connection, created, return_to: flow.return_to })
     }
 
-    pub(crate) async fn record(
-        &self,
-        id: crate::ConnectionId,
-        kind: EventKind,
-        message: Option<String>,
-    ) {
-        if let Err(e) = self
-            .inner
-            .store
-            .record_event(NewEvent {
-                connection_id: id,
-                kind,
-                message,
-            })
-            .await
-        {
+    pub(crate) async fn record(&self, id: crate::ConnectionId, kind: EventKind, message: Option<String>) {
+        if let Err(e) = self.inner.store.record_event(NewEvent { connection_id: id, kind, message }).await {
             tracing::warn!(connection = %id, event = %kind, error = %e, "could not record event");
         }
     }

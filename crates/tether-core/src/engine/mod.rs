@@ -10,10 +10,7 @@ use std::time::Duration;
 
 use url::Url;
 
-pub use connect::{
-    AuthorizationRedirect, CallbackParams, CompletedFlow, ConnectSessionRequest,
-    CreatedConnectSession,
-};
+pub use connect::{AuthorizationRedirect, CallbackParams, CompletedFlow, ConnectSessionRequest, CreatedConnectSession};
 pub use refresher::RefresherSettings;
 pub use tokens::{DisconnectOutcome, FreshToken};
 
@@ -74,10 +71,7 @@ struct Inner {
 impl std::fmt::Debug for Tether {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tether")
-            .field(
-                "providers",
-                &self.inner.providers.keys().collect::<Vec<_>>(),
-            )
+            .field("providers", &self.inner.providers.keys().collect::<Vec<_>>())
             .field("public_url", &self.inner.settings.public_url.as_str())
             .finish_non_exhaustive()
     }
@@ -85,11 +79,7 @@ impl std::fmt::Debug for Tether {
 
 impl Tether {
     /// Builds the engine over a store and the configured providers.
-    pub fn new(
-        store: Arc<dyn Store>,
-        providers: Vec<ConfiguredProvider>,
-        settings: EngineSettings,
-    ) -> Result<Self> {
+    pub fn new(store: Arc<dyn Store>, providers: Vec<ConfiguredProvider>, settings: EngineSettings) -> Result<Self> {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(settings.provider_timeout)
@@ -100,10 +90,7 @@ impl Tether {
         let mut by_id = BTreeMap::new();
         for p in providers {
             if let Some(dup) = by_id.insert(p.id.as_str().to_owned(), p) {
-                return Err(Error::Config(format!(
-                    "provider `{}` is configured twice",
-                    dup.id
-                )));
+                return Err(Error::Config(format!("provider `{}` is configured twice", dup.id)));
             }
         }
         let holder_id = format!("{}-{}", std::process::id(), crate::random_token(9)?);
@@ -142,10 +129,7 @@ impl Tether {
     /// A configured provider by id.
     pub fn provider(&self, id: &str) -> Result<&ConfiguredProvider> {
         self.inner.providers.get(id).ok_or_else(|| {
-            if crate::ProviderRegistry::collect()
-                .ok()
-                .is_some_and(|r| r.get(id).is_some())
-            {
+            if crate::ProviderRegistry::collect().ok().is_some_and(|r| r.get(id).is_some()) {
                 Error::ProviderNotConfigured(id.to_owned())
             } else {
                 Error::UnknownProvider(id.chars().take(64).collect())

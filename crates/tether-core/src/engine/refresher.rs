@@ -23,12 +23,7 @@ pub struct RefresherSettings {
 
 impl Default for RefresherSettings {
     fn default() -> Self {
-        Self {
-            lead_time: Duration::from_secs(10 * 60),
-            interval: Duration::from_secs(30),
-            concurrency: 8,
-            batch: 500,
-        }
+        Self { lead_time: Duration::from_secs(10 * 60), interval: Duration::from_secs(30), concurrency: 8, batch: 500 }
     }
 }
 
@@ -37,13 +32,8 @@ impl Tether {
     /// connections were renewed.
     pub async fn refresh_due(&self, settings: &RefresherSettings) -> crate::Result<usize> {
         let now = Utc::now();
-        let before =
-            now + chrono::Duration::from_std(settings.lead_time).unwrap_or(chrono::Duration::MAX);
-        let due = self
-            .inner
-            .store
-            .due_for_refresh(before, now, settings.batch)
-            .await?;
+        let before = now + chrono::Duration::from_std(settings.lead_time).unwrap_or(chrono::Duration::MAX);
+        let due = self.inner.store.due_for_refresh(before, now, settings.batch).await?;
         let permits = Arc::new(tokio::sync::Semaphore::new(settings.concurrency.max(1)));
         let mut tasks = tokio::task::JoinSet::new();
         for id in due {
@@ -73,22 +63,13 @@ impl Tether {
     }
 
     /// Runs sweeps until `shutdown` resolves.
-    pub async fn run_refresher(
-        &self,
-        settings: RefresherSettings,
-        shutdown: impl std::future::Future<Output = ()>,
-    ) {
+    pub async fn run_refresher(&self, settings: RefresherSettings, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
         loop {
             if let Err(e) = self.refresh_due(&settings).await {
                 tracing::warn!(error = %e, "background refresh sweep failed");
             }
-            if let Err(e) = self
-                .inner
-                .store
-                .purge_flows(Utc::now() - chrono::Duration::hours(1))
-                .await
-            {
+            if let Err(e) = self.inner.store.purge_flows(Utc::now() - chrono::Duration::hours(1)).await {
                 tracing::debug!(error = %e, "purging old flows failed");
             }
             let pause = settings.interval.mul_f64(0.8 + 0.4 * jitter_fraction());

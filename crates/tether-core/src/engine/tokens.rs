@@ -10,8 +10,8 @@ use secrecy::SecretString;
 
 use super::Tether;
 use crate::{
-    ConfiguredProvider, Connection, ConnectionId, ConnectionStatus, Error, EventKind, LeaseOutcome,
-    ProviderErrorKind, Result, RevokeOutcome, StoredTokens, TokenSet,
+    ConfiguredProvider, Connection, ConnectionId, ConnectionStatus, Error, EventKind, LeaseOutcome, ProviderErrorKind,
+    Result, RevokeOutcome, StoredTokens, TokenSet,
 };
 
 /// An access token ready to use. `Debug` redacts it.
@@ -72,40 +72,23 @@ impl Flights {
 
     fn backoff_remaining(&self, id: ConnectionId, now: DateTime<Utc>) -> Option<Duration> {
         let map = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(&id)
-            .and_then(|b| (b.next_attempt - now).to_std().ok())
-            .filter(|d| !d.is_zero())
+        map.get(&id).and_then(|b| (b.next_attempt - now).to_std().ok()).filter(|d| !d.is_zero())
     }
 
-    fn record_failure(
-        &self,
-        id: ConnectionId,
-        now: DateTime<Utc>,
-        at_least: Option<Duration>,
-    ) -> Duration {
+    fn record_failure(&self, id: ConnectionId, now: DateTime<Utc>, at_least: Option<Duration>) -> Duration {
         let mut map = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
         let failures = map.get(&id).map_or(0, |b| b.failures) + 1;
         // 1 s, 2 s, 4 s ... capped at 5 min, with up to 25 % jitter.
-        let base = Duration::from_secs(1u64 << failures.min(9).saturating_sub(1))
-            .min(Duration::from_secs(300));
+        let base = Duration::from_secs(1u64 << failures.min(9).saturating_sub(1)).min(Duration::from_secs(300));
         let jitter = base.mul_f64(jitter_fraction() * 0.25);
         let wait = (base + jitter).max(at_least.unwrap_or_default());
         let next_attempt = now + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX);
-        map.insert(
-            id,
-            Backoff {
-                failures,
-                next_attempt,
-            },
-        );
+        map.insert(id, Backoff { failures, next_attempt });
         wait
     }
 
     pub(crate) fn forget(&self, id: ConnectionId) {
-        self.backoff
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&id);
+        self.backoff.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
     }
 }
 
@@ -135,14 +118,7 @@ fn chrono_of(d: Duration) -> chrono::Duration {
 impl Tether {
     /// One connection (without secrets).
     pub async fn connection(&self, id: ConnectionId) -> Result<Connection> {
-        self.inner
-            .store
-            .connection(id)
-            .await?
-            .ok_or_else(|| Error::NotFound {
-                what: "connection",
-                id: id.to_string(),
-            })
+        self.inner.store.connection(id).await?.ok_or_else(|| Error::NotFound { what: "connection", id: id.to_string() })
     }
 
     /// An access token valid for at least the configured margin, refreshing first if needed.
@@ -151,25 +127,18 @@ impl Tether {
     /// across processes through the lease in the database. Callers that did not win wait for
     /// the winner's tokens.
     pub async fn access_token(&self, id: ConnectionId) -> Result<FreshToken> {
-        self.token(id, false, self.inner.settings.refresh_margin)
-            .await
+        self.token(id, false, self.inner.settings.refresh_margin).await
     }
 
     /// Forces a refresh (unless another caller refreshed after this call began) and returns
     /// the new token.
     pub async fn refresh_now(&self, id: ConnectionId) -> Result<FreshToken> {
-        self.token(id, true, self.inner.settings.refresh_margin)
-            .await
+        self.token(id, true, self.inner.settings.refresh_margin).await
     }
 
     /// Refreshes when the token expires within `lead` (used by the background refresher).
-    pub(crate) async fn refresh_if_expiring(
-        &self,
-        id: ConnectionId,
-        lead: Duration,
-    ) -> Result<FreshToken> {
-        self.token(id, false, lead.max(self.inner.settings.refresh_margin))
-            .await
+    pub(crate) async fn refresh_if_expiring(&self, id: ConnectionId, lead: Duration) -> Result<FreshToken> {
+        self.token(id, false, lead.max(self.inner.settings.refresh_margin)).await
     }
 
     async fn token(&self, id: ConnectionId, force: bool, margin: Duration) -> Result<FreshToken> {
@@ -192,16 +161,11 @@ impl Tether {
                 ));
             }
             let msg = "the access token expired and the provider issued no way to renew it";
-            self.inner
-                .store
-                .set_status(id, ConnectionStatus::ReauthRequired, Some(msg))
-                .await?;
-            self.record(id, EventKind::ReauthRequired, Some(msg.into()))
-                .await;
+            self.inner.store.set_status(id, ConnectionStatus::ReauthRequired, Some(msg)).await?;
+            self.record(id, EventKind::ReauthRequired, Some(msg.into())).await;
             return Err(Error::ReauthRequired(id.to_string()));
         }
-        self.refresh_single_flight(&conn, provider, stored.version, force, margin)
-            .await
+        self.refresh_single_flight(&conn, provider, stored.version, force, margin).await
     }
 
     async fn active_connection(&self, id: ConnectionId) -> Result<Connection> {
@@ -214,11 +178,7 @@ impl Tether {
     }
 
     async fn stored_tokens(&self, id: ConnectionId) -> Result<StoredTokens> {
-        self.inner
-            .store
-            .tokens(id)
-            .await?
-            .ok_or_else(|| Error::Disconnected(id.to_string()))
+        self.inner.store.tokens(id).await?.ok_or_else(|| Error::Disconnected(id.to_string()))
     }
 
     async fn refresh_single_flight(
@@ -239,28 +199,14 @@ impl Tether {
             self.active_connection(id).await?;
             let stored = self.stored_tokens(id).await?;
             let now = Utc::now();
-            if stored.version != seen_version
-                || (!force && stored.tokens.is_fresh(now, chrono_of(margin)))
-            {
+            if stored.version != seen_version || (!force && stored.tokens.is_fresh(now, chrono_of(margin))) {
                 return Ok(fresh(id, &stored.tokens, &conn.scopes));
             }
             if let Some(wait) = self.inner.flights.backoff_remaining(id, now) {
-                return serve_or_unavailable(
-                    id,
-                    &stored.tokens,
-                    &conn.scopes,
-                    provider,
-                    wait,
-                    force,
-                );
+                return serve_or_unavailable(id, &stored.tokens, &conn.scopes, provider, wait, force);
             }
             let until = now + chrono_of(settings.lease_ttl);
-            match self
-                .inner
-                .store
-                .try_acquire_refresh_lease(id, &self.inner.holder_id, until, now)
-                .await?
-            {
+            match self.inner.store.try_acquire_refresh_lease(id, &self.inner.holder_id, until, now).await? {
                 LeaseOutcome::Acquired => break stored,
                 LeaseOutcome::Held { .. } => {
                     if started.elapsed() > settings.lease_wait {
@@ -293,10 +239,7 @@ impl Tether {
         let store = &self.inner.store;
         match provider.refresh(&self.inner.http, &stored.tokens).await {
             Ok(new_tokens) => {
-                if !store
-                    .complete_refresh(id, holder, &new_tokens, Utc::now())
-                    .await?
-                {
+                if !store.complete_refresh(id, holder, &new_tokens, Utc::now()).await? {
                     // The lease expired while the provider answered and someone else took it:
                     // never hand out tokens that are not persisted.
                     tracing::error!(connection = %id, "refresh lease lost before the new tokens were saved");
@@ -310,55 +253,26 @@ impl Tether {
                 tracing::info!(connection = %id, provider = %provider.id, "tokens refreshed");
                 Ok(fresh(id, &new_tokens, &conn.scopes))
             }
-            Err(Error::Provider {
-                kind: ProviderErrorKind::InvalidGrant,
-                message,
-                ..
-            }) => {
-                store
-                    .release_refresh_lease(
-                        id,
-                        holder,
-                        ConnectionStatus::ReauthRequired,
-                        Some(&message),
-                    )
-                    .await?;
-                self.record(id, EventKind::ReauthRequired, Some(message))
-                    .await;
+            Err(Error::Provider { kind: ProviderErrorKind::InvalidGrant, message, .. }) => {
+                store.release_refresh_lease(id, holder, ConnectionStatus::ReauthRequired, Some(&message)).await?;
+                self.record(id, EventKind::ReauthRequired, Some(message)).await;
                 tracing::warn!(connection = %id, provider = %provider.id, "grant is dead: reauth required");
                 Err(Error::ReauthRequired(id.to_string()))
             }
             Err(e) => {
                 let message = e.to_string();
-                store
-                    .release_refresh_lease(id, holder, ConnectionStatus::Active, Some(&message))
-                    .await?;
+                store.release_refresh_lease(id, holder, ConnectionStatus::Active, Some(&message)).await?;
                 let retry_after = match &e {
-                    Error::Provider {
-                        kind: ProviderErrorKind::Temporary { retry_after },
-                        ..
-                    } => *retry_after,
+                    Error::Provider { kind: ProviderErrorKind::Temporary { retry_after }, .. } => *retry_after,
                     _ => None,
                 };
-                let wait = self
-                    .inner
-                    .flights
-                    .record_failure(id, Utc::now(), retry_after);
-                self.record(id, EventKind::RefreshFailed, Some(message))
-                    .await;
+                let wait = self.inner.flights.record_failure(id, Utc::now(), retry_after);
+                self.record(id, EventKind::RefreshFailed, Some(message)).await;
                 tracing::warn!(connection = %id, provider = %provider.id, error = %e, "refresh failed");
                 match e {
-                    Error::Provider {
-                        kind: ProviderErrorKind::Temporary { .. },
-                        ..
-                    } => serve_or_unavailable(
-                        id,
-                        &stored.tokens,
-                        &conn.scopes,
-                        provider,
-                        wait,
-                        force,
-                    ),
+                    Error::Provider { kind: ProviderErrorKind::Temporary { .. }, .. } => {
+                        serve_or_unavailable(id, &stored.tokens, &conn.scopes, provider, wait, force)
+                    }
                     other if !force && stored.tokens.is_valid(Utc::now()) => {
                         tracing::debug!(connection = %id, error = %other, "serving the still-valid token");
                         Ok(fresh(id, &stored.tokens, &conn.scopes))
@@ -374,47 +288,28 @@ impl Tether {
     pub async fn disconnect(&self, id: ConnectionId) -> Result<DisconnectOutcome> {
         let conn = self.connection(id).await?;
         if conn.status == ConnectionStatus::Disconnected {
-            return Ok(DisconnectOutcome {
-                revoked: false,
-                revoke_error: Some("already disconnected".into()),
-            });
+            return Ok(DisconnectOutcome { revoked: false, revoke_error: Some("already disconnected".into()) });
         }
         let tokens = self.inner.store.tokens(id).await?;
         let outcome = match (tokens, self.provider(conn.provider.as_str())) {
-            (None, _) => DisconnectOutcome {
-                revoked: false,
-                revoke_error: Some("no tokens stored".into()),
+            (None, _) => DisconnectOutcome { revoked: false, revoke_error: Some("no tokens stored".into()) },
+            (Some(_), Err(e)) => DisconnectOutcome { revoked: false, revoke_error: Some(e.to_string()) },
+            (Some(stored), Ok(provider)) => match provider.revoke(&self.inner.http, &stored.tokens).await {
+                Ok(RevokeOutcome::Revoked) => DisconnectOutcome { revoked: true, revoke_error: None },
+                Ok(_) => DisconnectOutcome {
+                    revoked: false,
+                    revoke_error: Some("the provider has no revocation endpoint".into()),
+                },
+                Err(e) => DisconnectOutcome { revoked: false, revoke_error: Some(e.to_string()) },
             },
-            (Some(_), Err(e)) => DisconnectOutcome {
-                revoked: false,
-                revoke_error: Some(e.to_string()),
-            },
-            (Some(stored), Ok(provider)) => {
-                match provider.revoke(&self.inner.http, &stored.tokens).await {
-                    Ok(RevokeOutcome::Revoked) => DisconnectOutcome {
-                        revoked: true,
-                        revoke_error: None,
-                    },
-                    Ok(_) => DisconnectOutcome {
-                        revoked: false,
-                        revoke_error: Some("the provider has no revocation endpoint".into()),
-                    },
-                    Err(e) => DisconnectOutcome {
-                        revoked: false,
-                        revoke_error: Some(e.to_string()),
-                    },
-                }
-            }
         };
         self.inner.store.disconnect(id).await?;
         self.inner.flights.forget(id);
         if outcome.revoked {
             self.record(id, EventKind::Revoked, None).await;
         }
-        let message = outcome
-            .revoke_error
-            .as_ref()
-            .map(|e| format!("secrets deleted; not revoked at the provider: {e}"));
+        let message =
+            outcome.revoke_error.as_ref().map(|e| format!("secrets deleted; not revoked at the provider: {e}"));
         self.record(id, EventKind::Disconnected, message).await;
         Ok(outcome)
     }

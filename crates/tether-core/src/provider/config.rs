@@ -54,10 +54,7 @@ impl fmt::Debug for ProviderConfig {
         f.debug_struct("ProviderConfig")
             .field("kind", &self.kind)
             .field("client_id", &self.client_id)
-            .field(
-                "client_secret",
-                &self.client_secret.as_ref().map(|_| "[redacted]"),
-            )
+            .field("client_secret", &self.client_secret.as_ref().map(|_| "[redacted]"))
             .field("scopes", &self.scopes)
             .field("authorize_url", &self.authorize_url)
             .field("token_url", &self.token_url)
@@ -109,10 +106,7 @@ impl fmt::Debug for ProviderSettings {
         f.debug_struct("ProviderSettings")
             .field("display_name", &self.display_name)
             .field("client_id", &self.client_id)
-            .field(
-                "client_secret",
-                &self.client_secret.as_ref().map(|_| "[redacted]"),
-            )
+            .field("client_secret", &self.client_secret.as_ref().map(|_| "[redacted]"))
             .field("authorize_url", &self.authorize_url.as_str())
             .field("token_url", &self.token_url.as_str())
             .field("client_auth", &self.client_auth)
@@ -126,12 +120,7 @@ impl ProviderSettings {
     ///
     /// Fails with a message naming the configuration key when something required is missing
     /// or a URL is malformed.
-    pub fn resolve(
-        id: &str,
-        spec: &ProviderSpec,
-        config: &ProviderConfig,
-        public_url: &Url,
-    ) -> Result<Self> {
+    pub fn resolve(id: &str, spec: &ProviderSpec, config: &ProviderConfig, public_url: &Url) -> Result<Self> {
         let key = |k: &str| format!("providers.{id}.{k}");
         let client_id = config
             .client_id
@@ -152,68 +141,38 @@ impl ProviderSettings {
                 return Ok(None);
             }
             let raw = raw.replace("{public_url}", base);
-            let parsed = Url::parse(&raw)
-                .map_err(|e| Error::Config(format!("{} is not a valid URL ({e})", key(name))))?;
+            let parsed =
+                Url::parse(&raw).map_err(|e| Error::Config(format!("{} is not a valid URL ({e})", key(name))))?;
             if !matches!(parsed.scheme(), "http" | "https") {
-                return Err(Error::Config(format!(
-                    "{} must be an http(s) URL",
-                    key(name)
-                )));
+                return Err(Error::Config(format!("{} must be an http(s) URL", key(name))));
             }
             Ok(Some(parsed))
         };
         let required = |name: &str, over: &Option<String>, default: &str| -> Result<Url> {
-            url(name, over, default)?
-                .ok_or_else(|| Error::Config(format!("{} is missing", key(name))))
+            url(name, over, default)?.ok_or_else(|| Error::Config(format!("{} is missing", key(name))))
         };
         Ok(Self {
-            display_name: config
-                .display_name
-                .clone()
-                .unwrap_or_else(|| spec.display_name.to_owned()),
+            display_name: config.display_name.clone().unwrap_or_else(|| spec.display_name.to_owned()),
             client_id,
             client_secret: config.client_secret.clone(),
-            scopes: config.scopes.clone().unwrap_or_else(|| {
-                spec.default_scopes
-                    .iter()
-                    .map(|s| (*s).to_owned())
-                    .collect()
-            }),
+            scopes: config
+                .scopes
+                .clone()
+                .unwrap_or_else(|| spec.default_scopes.iter().map(|s| (*s).to_owned()).collect()),
             authorize_url: required("authorize_url", &config.authorize_url, spec.authorize_url)?,
             token_url: required("token_url", &config.token_url, spec.token_url)?,
-            userinfo_url: url(
-                "userinfo_url",
-                &config.userinfo_url,
-                spec.userinfo_url.unwrap_or(""),
-            )?,
-            revoke_url: url(
-                "revoke_url",
-                &config.revoke_url,
-                spec.revoke_url.unwrap_or(""),
-            )?,
-            api_base_url: url(
-                "api_base_url",
-                &config.api_base_url,
-                spec.api_base_url.unwrap_or(""),
-            )?,
+            userinfo_url: url("userinfo_url", &config.userinfo_url, spec.userinfo_url.unwrap_or(""))?,
+            revoke_url: url("revoke_url", &config.revoke_url, spec.revoke_url.unwrap_or(""))?,
+            api_base_url: url("api_base_url", &config.api_base_url, spec.api_base_url.unwrap_or(""))?,
             client_auth: config.client_auth.unwrap_or(spec.client_auth),
             pkce: match config.pkce {
                 Some(true) => PkceMode::S256,
                 Some(false) => PkceMode::None,
                 None => spec.pkce,
             },
-            scope_separator: config
-                .scope_separator
-                .clone()
-                .unwrap_or_else(|| spec.scope_separator.to_owned()),
-            account_id_field: config
-                .account_id_field
-                .clone()
-                .unwrap_or_else(|| spec.account_id_field.to_owned()),
-            account_name_field: config
-                .account_name_field
-                .clone()
-                .unwrap_or_else(|| spec.account_name_field.to_owned()),
+            scope_separator: config.scope_separator.clone().unwrap_or_else(|| spec.scope_separator.to_owned()),
+            account_id_field: config.account_id_field.clone().unwrap_or_else(|| spec.account_id_field.to_owned()),
+            account_name_field: config.account_name_field.clone().unwrap_or_else(|| spec.account_name_field.to_owned()),
             extra_authorize_params: pairs(spec.extra_authorize_params),
             extra_token_params: pairs(spec.extra_token_params),
             extra: config.extra.clone(),
@@ -222,9 +181,7 @@ impl ProviderSettings {
 }
 
 fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
-    p.iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
+    p.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
 }
 
 #[cfg(test)]
@@ -262,15 +219,11 @@ mod tests {
         let public = Url::parse("http://127.0.0.1:9999/").unwrap();
         let mut c = cfg();
         c.client_secret = None;
-        let e = ProviderSettings::resolve("ex", &SPEC, &c, &public)
-            .unwrap_err()
-            .to_string();
+        let e = ProviderSettings::resolve("ex", &SPEC, &c, &public).unwrap_err().to_string();
         assert!(e.contains("providers.ex.client_secret"), "{e}");
         let mut c = cfg();
         c.token_url = Some("not a url".into());
-        let e = ProviderSettings::resolve("ex", &SPEC, &c, &public)
-            .unwrap_err()
-            .to_string();
+        let e = ProviderSettings::resolve("ex", &SPEC, &c, &public).unwrap_err().to_string();
         assert!(e.contains("providers.ex.token_url"), "{e}");
     }
 }

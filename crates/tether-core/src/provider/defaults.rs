@@ -5,21 +5,18 @@ use std::time::Duration;
 
 use chrono::Utc;
 use oauth2::basic::{
-    BasicErrorResponse, BasicErrorResponseType, BasicRevocationErrorResponse,
-    BasicTokenIntrospectionResponse,
+    BasicErrorResponse, BasicErrorResponseType, BasicRevocationErrorResponse, BasicTokenIntrospectionResponse,
 };
 use oauth2::{
-    AuthType, AuthUrl, AuthorizationCode, Client, ClientId, ClientSecret, CsrfToken,
-    EndpointNotSet, EndpointSet, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken,
-    RequestTokenError, RevocationUrl, StandardRevocableToken, TokenResponse, TokenUrl,
+    AuthType, AuthUrl, AuthorizationCode, Client, ClientId, ClientSecret, CsrfToken, EndpointNotSet, EndpointSet,
+    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken, RequestTokenError, RevocationUrl,
+    StandardRevocableToken, TokenResponse, TokenUrl,
 };
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 use super::{AuthorizationRequest, ClientAuth, PkceMode, ProviderContext, RevokeOutcome};
-use crate::oauth2_http::{
-    FlexibleTokenResponse, OAuthHttp, OAuthHttpError, describe_reqwest_error, retry_after,
-};
+use crate::oauth2_http::{FlexibleTokenResponse, OAuthHttp, OAuthHttpError, describe_reqwest_error, retry_after};
 use crate::{AccountIdentity, Error, ProviderErrorKind, Result, TokenSet};
 
 type CodeClient = Client<
@@ -56,10 +53,7 @@ fn client(ctx: &ProviderContext<'_>) -> Result<CodeClient> {
 }
 
 /// Default [`Provider::authorization_url`](super::Provider::authorization_url).
-pub(super) fn authorization_url(
-    ctx: &ProviderContext<'_>,
-    request: &AuthorizationRequest<'_>,
-) -> Result<Url> {
+pub(super) fn authorization_url(ctx: &ProviderContext<'_>, request: &AuthorizationRequest<'_>) -> Result<Url> {
     let client = client(ctx)?;
     let state = request.state.to_owned();
     let mut auth = client.authorize_url(move || CsrfToken::new(state));
@@ -91,10 +85,7 @@ pub(super) async fn exchange_code(
     for (k, v) in &ctx.settings.extra_token_params {
         req = req.add_extra_param(k.clone(), v.clone());
     }
-    let resp = req
-        .request_async(&OAuthHttp(ctx.http))
-        .await
-        .map_err(|e| token_error(ctx, e))?;
+    let resp = req.request_async(&OAuthHttp(ctx.http)).await.map_err(|e| token_error(ctx, e))?;
     Ok(token_set(resp, None))
 }
 
@@ -113,10 +104,7 @@ pub(super) async fn refresh(ctx: &ProviderContext<'_>, current: &TokenSet) -> Re
     for (k, v) in &ctx.settings.extra_token_params {
         req = req.add_extra_param(k.clone(), v.clone());
     }
-    let resp = req
-        .request_async(&OAuthHttp(ctx.http))
-        .await
-        .map_err(|e| token_error(ctx, e))?;
+    let resp = req.request_async(&OAuthHttp(ctx.http)).await.map_err(|e| token_error(ctx, e))?;
     Ok(token_set(resp, Some(current)))
 }
 
@@ -151,75 +139,45 @@ pub(crate) fn token_set(resp: FlexibleTokenResponse, previous: Option<&TokenSet>
     }
 }
 
-fn token_error(
-    ctx: &ProviderContext<'_>,
-    e: RequestTokenError<OAuthHttpError, BasicErrorResponse>,
-) -> Error {
+fn token_error(ctx: &ProviderContext<'_>, e: RequestTokenError<OAuthHttpError, BasicErrorResponse>) -> Error {
     let id = ctx.id.as_str();
     match e {
         RequestTokenError::ServerResponse(resp) => {
             let code = resp.error().as_ref().to_owned();
             let kind = match resp.error() {
                 BasicErrorResponseType::InvalidGrant => ProviderErrorKind::InvalidGrant,
-                BasicErrorResponseType::Extension(ext) if ext == "bad_refresh_token" => {
-                    ProviderErrorKind::InvalidGrant
-                }
+                BasicErrorResponseType::Extension(ext) if ext == "bad_refresh_token" => ProviderErrorKind::InvalidGrant,
                 _ => ProviderErrorKind::Rejected,
             };
-            let description = resp
-                .error_description()
-                .map(|d| format!(": {}", truncate(d, 300)))
-                .unwrap_or_default();
-            Error::provider(
-                id,
-                kind,
-                format!("token endpoint answered `{code}`{description}"),
-            )
+            let description = resp.error_description().map(|d| format!(": {}", truncate(d, 300))).unwrap_or_default();
+            Error::provider(id, kind, format!("token endpoint answered `{code}`{description}"))
         }
-        RequestTokenError::Request(OAuthHttpError::Unavailable {
-            status,
-            retry_after,
-        }) => Error::provider(
+        RequestTokenError::Request(OAuthHttpError::Unavailable { status, retry_after }) => Error::provider(
             id,
             ProviderErrorKind::Temporary { retry_after },
             format!("token endpoint answered HTTP {status}"),
         ),
-        RequestTokenError::Request(e) => Error::provider(
-            id,
-            ProviderErrorKind::Temporary { retry_after: None },
-            format!("token endpoint: {e}"),
-        ),
+        RequestTokenError::Request(e) => {
+            Error::provider(id, ProviderErrorKind::Temporary { retry_after: None }, format!("token endpoint: {e}"))
+        }
         // The raw body may contain tokens: never include it.
         RequestTokenError::Parse(e, _) => Error::provider(
             id,
             ProviderErrorKind::Protocol,
-            format!(
-                "token endpoint answered something that is not a token response (at {})",
-                e.path()
-            ),
+            format!("token endpoint answered something that is not a token response (at {})", e.path()),
         ),
-        RequestTokenError::Other(msg) => Error::provider(
-            id,
-            ProviderErrorKind::Protocol,
-            format!("token endpoint: {}", truncate(&msg, 200)),
-        ),
+        RequestTokenError::Other(msg) => {
+            Error::provider(id, ProviderErrorKind::Protocol, format!("token endpoint: {}", truncate(&msg, 200)))
+        }
     }
 }
 
 fn truncate(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        s.to_owned()
-    } else {
-        s.chars().take(max).collect::<String>() + "…"
-    }
+    if s.chars().count() <= max { s.to_owned() } else { s.chars().take(max).collect::<String>() + "…" }
 }
 
 /// GETs JSON from a provider API with the access token, classifying failures.
-pub async fn get_json(
-    ctx: &ProviderContext<'_>,
-    url: &Url,
-    tokens: &TokenSet,
-) -> Result<serde_json::Value> {
+pub async fn get_json(ctx: &ProviderContext<'_>, url: &Url, tokens: &TokenSet) -> Result<serde_json::Value> {
     let id = ctx.id.as_str();
     let resp = ctx
         .http
@@ -229,41 +187,23 @@ pub async fn get_json(
         .send()
         .await
         .map_err(|e| {
-            Error::provider(
-                id,
-                ProviderErrorKind::Temporary { retry_after: None },
-                describe_reqwest_error(&e),
-            )
+            Error::provider(id, ProviderErrorKind::Temporary { retry_after: None }, describe_reqwest_error(&e))
         })?;
     let status = resp.status();
     if status.is_server_error() || status.as_u16() == 429 {
         return Err(Error::provider(
             id,
-            ProviderErrorKind::Temporary {
-                retry_after: retry_after(resp.headers()),
-            },
+            ProviderErrorKind::Temporary { retry_after: retry_after(resp.headers()) },
             format!("{} answered HTTP {status}", url.path()),
         ));
     }
     if !status.is_success() {
-        let kind = if status.as_u16() == 401 {
-            ProviderErrorKind::InvalidGrant
-        } else {
-            ProviderErrorKind::Rejected
-        };
-        return Err(Error::provider(
-            id,
-            kind,
-            format!("{} answered HTTP {status}", url.path()),
-        ));
+        let kind = if status.as_u16() == 401 { ProviderErrorKind::InvalidGrant } else { ProviderErrorKind::Rejected };
+        return Err(Error::provider(id, kind, format!("{} answered HTTP {status}", url.path())));
     }
-    resp.json().await.map_err(|_| {
-        Error::provider(
-            id,
-            ProviderErrorKind::Protocol,
-            format!("{} did not answer JSON", url.path()),
-        )
-    })
+    resp.json()
+        .await
+        .map_err(|_| Error::provider(id, ProviderErrorKind::Protocol, format!("{} did not answer JSON", url.path())))
 }
 
 /// Reads the account id and name from a userinfo document. `id_field` and `name_field` may
@@ -287,37 +227,19 @@ pub fn parse_account(
             format!("the userinfo response has no account id in field `{id_field}`"),
         )
     })?;
-    let name = [
-        name_field,
-        "name",
-        "preferred_username",
-        "login",
-        "username",
-        "email",
-    ]
-    .iter()
-    .find_map(|f| lookup(f).and_then(as_text));
+    let name = [name_field, "name", "preferred_username", "login", "username", "email"]
+        .iter()
+        .find_map(|f| lookup(f).and_then(as_text));
     Ok(AccountIdentity { id, name })
 }
 
 /// Default [`Provider::fetch_account`](super::Provider::fetch_account).
-pub(super) async fn fetch_account(
-    ctx: &ProviderContext<'_>,
-    tokens: &TokenSet,
-) -> Result<AccountIdentity> {
+pub(super) async fn fetch_account(ctx: &ProviderContext<'_>, tokens: &TokenSet) -> Result<AccountIdentity> {
     let url = ctx.settings.userinfo_url.as_ref().ok_or_else(|| {
-        Error::Config(format!(
-            "providers.{}.userinfo_url is missing: it is needed to identify the account",
-            ctx.id
-        ))
+        Error::Config(format!("providers.{}.userinfo_url is missing: it is needed to identify the account", ctx.id))
     })?;
     let doc = get_json(ctx, url, tokens).await?;
-    parse_account(
-        ctx.id.as_str(),
-        &doc,
-        &ctx.settings.account_id_field,
-        &ctx.settings.account_name_field,
-    )
+    parse_account(ctx.id.as_str(), &doc, &ctx.settings.account_id_field, &ctx.settings.account_name_field)
 }
 
 /// Default [`Provider::revoke`](super::Provider::revoke): RFC 7009, the refresh token when
@@ -328,39 +250,27 @@ pub(super) async fn revoke(ctx: &ProviderContext<'_>, tokens: &TokenSet) -> Resu
     };
     let client = client(ctx)?.set_revocation_url(RevocationUrl::from_url(url.clone()));
     let token = match &tokens.refresh_token {
-        Some(rt) => {
-            StandardRevocableToken::RefreshToken(RefreshToken::new(rt.expose_secret().to_owned()))
-        }
+        Some(rt) => StandardRevocableToken::RefreshToken(RefreshToken::new(rt.expose_secret().to_owned())),
         None => StandardRevocableToken::AccessToken(oauth2::AccessToken::new(
             tokens.access_token.expose_secret().to_owned(),
         )),
     };
-    let request = client
-        .revoke_token(token)
-        .map_err(|e| config_error(ctx, "revoke_url", e))?;
-    request
-        .request_async(&OAuthHttp(ctx.http))
-        .await
-        .map_err(|e| match e {
-            RequestTokenError::ServerResponse(r) => Error::provider(
-                ctx.id.as_str(),
-                ProviderErrorKind::Rejected,
-                format!("revocation endpoint answered `{}`", r.error().as_ref()),
-            ),
-            RequestTokenError::Request(OAuthHttpError::Unavailable {
-                status,
-                retry_after,
-            }) => Error::provider(
-                ctx.id.as_str(),
-                ProviderErrorKind::Temporary { retry_after },
-                format!("revocation endpoint answered HTTP {status}"),
-            ),
-            other => Error::provider(
-                ctx.id.as_str(),
-                ProviderErrorKind::Temporary { retry_after: None },
-                other.to_string(),
-            ),
-        })?;
+    let request = client.revoke_token(token).map_err(|e| config_error(ctx, "revoke_url", e))?;
+    request.request_async(&OAuthHttp(ctx.http)).await.map_err(|e| match e {
+        RequestTokenError::ServerResponse(r) => Error::provider(
+            ctx.id.as_str(),
+            ProviderErrorKind::Rejected,
+            format!("revocation endpoint answered `{}`", r.error().as_ref()),
+        ),
+        RequestTokenError::Request(OAuthHttpError::Unavailable { status, retry_after }) => Error::provider(
+            ctx.id.as_str(),
+            ProviderErrorKind::Temporary { retry_after },
+            format!("revocation endpoint answered HTTP {status}"),
+        ),
+        other => {
+            Error::provider(ctx.id.as_str(), ProviderErrorKind::Temporary { retry_after: None }, other.to_string())
+        }
+    })?;
     Ok(RevokeOutcome::Revoked)
 }
 
@@ -372,10 +282,7 @@ mod tests {
     fn rfc7636_appendix_b_s256_vector() {
         let verifier = PkceCodeVerifier::new("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk".into());
         let challenge = PkceCodeChallenge::from_code_verifier_sha256(&verifier);
-        assert_eq!(
-            challenge.as_str(),
-            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
-        );
+        assert_eq!(challenge.as_str(), "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM");
         assert_eq!(challenge.method().as_str(), "S256");
     }
 
@@ -383,13 +290,7 @@ mod tests {
     fn account_parsing_handles_numeric_ids_nested_fields_and_fallback_names() {
         let gh = serde_json::json!({"id": 583231, "login": "octocat", "name": null});
         let a = parse_account("github", &gh, "id", "name").unwrap();
-        assert_eq!(
-            a,
-            AccountIdentity {
-                id: "583231".into(),
-                name: Some("octocat".into())
-            }
-        );
+        assert_eq!(a, AccountIdentity { id: "583231".into(), name: Some("octocat".into()) });
         let x = serde_json::json!({"data": {"id": "2244994945", "username": "XDevelopers", "name": "Developers"}});
         let a = parse_account("twitter", &x, "data.id", "data.username").unwrap();
         assert_eq!(a.id, "2244994945");

@@ -116,10 +116,7 @@ pub struct ProviderContext<'a> {
 
 impl fmt::Debug for ProviderContext<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ProviderContext")
-            .field("id", self.id)
-            .field("redirect_uri", self.redirect_uri)
-            .finish()
+        f.debug_struct("ProviderContext").field("id", self.id).field("redirect_uri", self.redirect_uri).finish()
     }
 }
 
@@ -154,11 +151,7 @@ pub trait Provider: Send + Sync + 'static {
     fn spec(&self) -> &'static ProviderSpec;
 
     /// Builds the URL the browser is sent to.
-    fn authorization_url(
-        &self,
-        ctx: &ProviderContext<'_>,
-        request: &AuthorizationRequest<'_>,
-    ) -> Result<Url> {
+    fn authorization_url(&self, ctx: &ProviderContext<'_>, request: &AuthorizationRequest<'_>) -> Result<Url> {
         defaults::authorization_url(ctx, request)
     }
 
@@ -184,11 +177,7 @@ pub trait Provider: Send + Sync + 'static {
     }
 
     /// Finds out which account the tokens belong to.
-    async fn fetch_account(
-        &self,
-        ctx: &ProviderContext<'_>,
-        tokens: &TokenSet,
-    ) -> Result<AccountIdentity> {
+    async fn fetch_account(&self, ctx: &ProviderContext<'_>, tokens: &TokenSet) -> Result<AccountIdentity> {
         defaults::fetch_account(ctx, tokens).await
     }
 

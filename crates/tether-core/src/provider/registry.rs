@@ -6,10 +6,7 @@ use std::sync::Arc;
 use secrecy::SecretString;
 use url::Url;
 
-use super::{
-    AuthorizationRequest, Provider, ProviderContext, ProviderSettings, RevokeOutcome,
-    SharedProvider,
-};
+use super::{AuthorizationRequest, Provider, ProviderContext, ProviderSettings, RevokeOutcome, SharedProvider};
 use crate::{AccountIdentity, Error, ProviderConfig, ProviderId, Result, TokenSet};
 
 /// One provider submitted with [`register_provider!`](crate::register_provider).
@@ -48,9 +45,7 @@ impl ProviderRegistry {
             let provider = (registration.factory)();
             let id = provider.spec().id;
             if providers.insert(id, provider).is_some() {
-                return Err(Error::Config(format!(
-                    "two compiled-in providers use the id `{id}`"
-                )));
+                return Err(Error::Config(format!("two compiled-in providers use the id `{id}`")));
             }
         }
         Ok(Self { providers })
@@ -74,21 +69,12 @@ impl ProviderRegistry {
         configs: &BTreeMap<String, ProviderConfig>,
         public_url: &Url,
     ) -> Result<Vec<ConfiguredProvider>> {
-        configs
-            .iter()
-            .map(|(id, cfg)| self.configure_one(id, cfg, public_url))
-            .collect()
+        configs.iter().map(|(id, cfg)| self.configure_one(id, cfg, public_url)).collect()
     }
 
     /// Builds one configured provider.
-    pub fn configure_one(
-        &self,
-        id: &str,
-        config: &ProviderConfig,
-        public_url: &Url,
-    ) -> Result<ConfiguredProvider> {
-        let pid =
-            ProviderId::parse(id).map_err(|e| Error::Config(format!("[providers.{id}]: {e}")))?;
+    pub fn configure_one(&self, id: &str, config: &ProviderConfig, public_url: &Url) -> Result<ConfiguredProvider> {
+        let pid = ProviderId::parse(id).map_err(|e| Error::Config(format!("[providers.{id}]: {e}")))?;
         let kind = config.kind.as_deref().unwrap_or(id);
         let provider = self.get(kind).ok_or_else(|| {
             let known: Vec<_> = self.providers.keys().copied().collect();
@@ -98,21 +84,9 @@ impl ProviderRegistry {
             ))
         })?;
         let settings = ProviderSettings::resolve(id, provider.spec(), config, public_url)?;
-        let redirect_uri = Url::parse(&format!(
-            "{}/callback/{id}",
-            public_url.as_str().trim_end_matches('/')
-        ))
-        .map_err(|e| {
-            Error::Config(format!(
-                "public_url does not make a valid redirect URI: {e}"
-            ))
-        })?;
-        Ok(ConfiguredProvider {
-            id: pid,
-            provider: provider.clone(),
-            settings,
-            redirect_uri,
-        })
+        let redirect_uri = Url::parse(&format!("{}/callback/{id}", public_url.as_str().trim_end_matches('/')))
+            .map_err(|e| Error::Config(format!("public_url does not make a valid redirect URI: {e}")))?;
+        Ok(ConfiguredProvider { id: pid, provider: provider.clone(), settings, redirect_uri })
     }
 }
 
@@ -131,20 +105,11 @@ pub struct ConfiguredProvider {
 
 impl ConfiguredProvider {
     fn ctx<'a>(&'a self, http: &'a reqwest::Client) -> ProviderContext<'a> {
-        ProviderContext {
-            id: &self.id,
-            settings: &self.settings,
-            http,
-            redirect_uri: &self.redirect_uri,
-        }
+        ProviderContext { id: &self.id, settings: &self.settings, http, redirect_uri: &self.redirect_uri }
     }
 
     /// See [`Provider::authorization_url`].
-    pub fn authorization_url(
-        &self,
-        http: &reqwest::Client,
-        request: &AuthorizationRequest<'_>,
-    ) -> Result<Url> {
+    pub fn authorization_url(&self, http: &reqwest::Client, request: &AuthorizationRequest<'_>) -> Result<Url> {
         self.provider.authorization_url(&self.ctx(http), request)
     }
 
@@ -155,9 +120,7 @@ impl ConfiguredProvider {
         code: &str,
         verifier: Option<&SecretString>,
     ) -> Result<TokenSet> {
-        self.provider
-            .exchange_code(&self.ctx(http), code, verifier)
-            .await
+        self.provider.exchange_code(&self.ctx(http), code, verifier).await
     }
 
     /// See [`Provider::refresh`].
@@ -166,11 +129,7 @@ impl ConfiguredProvider {
     }
 
     /// See [`Provider::fetch_account`].
-    pub async fn fetch_account(
-        &self,
-        http: &reqwest::Client,
-        tokens: &TokenSet,
-    ) -> Result<AccountIdentity> {
+    pub async fn fetch_account(&self, http: &reqwest::Client, tokens: &TokenSet) -> Result<AccountIdentity> {
         self.provider.fetch_account(&self.ctx(http), tokens).await
     }
 

@@ -1,0 +1,146 @@
+//! Browser routes: the index page, the connect link, the provider callback, and the demo
+//! starter.
+
+use actix_web::cookie::{Cookie, SameSite, time};
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+use tether_core::{CallbackParams, ConnectSessionRequest, ExposeSecret};
+
+use crate::pages::{IndexPage, MessagePage, html};
+use crate::{PageError, WebState, middleware};
+
+pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("")
+            .wrap(middleware::browser_headers())
+            .route("/", web::get().to(index))
+            .route("/healthz", web::get().to(healthz))
+            .route("/try", web::post().to(try_demo))
+            .route("/connect/{token}", web::get().to(connect))
+            .route("/callback/{provider}", web::get().to(callback)),
+    );
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain").body("ok")
+}
+
+async fn index(state: web::Data<WebState>) -> HttpResponse {
+    let providers = state.engine.providers().map(|p| p.id.to_string()).collect();
+    html(StatusCode::OK, &IndexPage { demo: state.demo.is_some(), providers })
+}
+
+#[derive(Deserialize)]
+struct TryForm {
+    owner: String,
+}
+
+/// Demo mode only: starts a connect flow for the typed owner on the demo provider.
+async fn try_demo(state: web::Data<WebState>, form: web::Form<TryForm>) -> Result<HttpResponse, PageError> {
+    if state.demo.is_none() {
+        return Err(tether_core::Error::NotFound { what: "page", id: "/try".into() }.into());
+    }
+    let created = state
+        .engine
+        .create_connect_session(ConnectSessionRequest {
+            owner: form.into_inner().owner,
+            provider: "demo".into(),
+            return_to: None,
+            scopes: None,
+        })
+        .await?;
+    Ok(HttpResponse::SeeOther().insert_header((header::LOCATION, created.connect_url.as_str())).finish())
+}
+
+fn secure_cookies(state: &WebState) -> bool {
+    state.engine.settings().public_url.scheme() == "https"
+}
+
+/// The single-use connect link: binds the flow to this browser and redirects to the provider.
+async fn connect(state: web::Data<WebState>, token: web::Path<String>) -> Result<HttpResponse, PageError> {
+    let redirect = state.engine.begin_authorization(&token).await?;
+    let max_age = time::Duration::seconds(i64::try_from(redirect.cookie_max_age.as_secs()).unwrap_or(600));
+    let cookie = Cookie::build(redirect.cookie_name, redirect.cookie_value.expose_secret().to_owned())
+        .path("/callback")
+        .http_only(true)
+        .secure(secure_cookies(&state))
+        .same_site(SameSite::Lax)
+        .max_age(max_age)
+        .finish();
+    Ok(HttpResponse::Found().cookie(cookie).insert_header((header::LOCATION, redirect.url.as_str())).finish())
+}
+
+/// The provider sends the browser back here with `code` and `state` (or `error`).
+async fn callback(
+    state: web::Data<WebState>,
+    req: HttpRequest,
+    provider: web::Path<String>,
+) -> Result<HttpResponse, PageError> {
+    let mut params = CallbackParams::default();
+    for (k, v) in url::form_urlencoded::parse(req.query_string().as_bytes()) {
+        let v = v.into_owned();
+        match k.as_ref() {
+            "state" => params.state = Some(v),
+            // Meta appends `#_`; some proxies keep it.
+            "code" => params.code = Some(v.trim_end_matches("#_").to_owned()),
+            "error" => params.error = Some(v),
+            "error_description" => params.error_description = Some(v),
+            _ => {}
+        }
+    }
+    let cookie_name = params.state.as_deref().map(|s| state.engine.flow_cookie_name(s));
+    let binding = cookie_name.as_deref().and_then(|n| req.cookie(n)).map(|c| c.value().to_owned());
+    let result = state.engine.complete_authorization(&provider, params, binding.as_deref()).await;
+    let mut removal = cookie_name.map(|n| {
+        let mut c = Cookie::build(n, "").path("/callback").http_only(true).finish();
+        c.make_removal();
+        c
+    });
+    let done = match result {
+        Ok(done) => done,
+        Err(e) => {
+            let mut resp = actix_web::ResponseError::error_response(&PageError::from(e));
+            if let Some(c) = removal.take() {
+                let _ = resp.add_cookie(&c);
+            }
+            return Ok(resp);
+        }
+    };
+    let mut resp = match &done.return_to {
+        Some(url) => {
+            let mut url = url.clone();
+            url.query_pairs_mut()
+                .append_pair("connection_id", &done.connection.id.to_string())
+                .append_pair("status", "connected");
+            HttpResponse::Found().insert_header((header::LOCATION, url.as_str())).finish()
+        }
+        None => {
+            let c = &done.connection;
+            let base = state.engine.settings().public_url.as_str().trim_end_matches('/').to_owned();
+            let snippet =
+                format!("curl -H \"Authorization: Bearer $TETHER_API_KEY\" \\\n  {base}/v1/connections/{}/token", c.id);
+            html(
+                StatusCode::OK,
+                &MessagePage {
+                    heading: if done.created { "Account connected" } else { "Account reconnected" },
+                    tone: "ok",
+                    message: "You can close this window and go back to the application.",
+                    details: vec![
+                        ("Provider", c.provider.to_string()),
+                        ("Account", format!("{} ({})", c.account.name.as_deref().unwrap_or("-"), c.account.id)),
+                        ("Owner", c.owner.to_string()),
+                        ("Connection id", c.id.to_string()),
+                        ("Scopes", c.scopes.join(" ")),
+                    ],
+                    code: None,
+                    snippet: Some(snippet),
+                },
+            )
+        }
+    };
+    if let Some(c) = removal {
+        let _ = resp.add_cookie(&c);
+    }
+    Ok(resp)
+}
