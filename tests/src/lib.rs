@@ -1,1 +1,311 @@
-//! e2e
+//! Harness for end-to-end tests: a real `tether` server (the same code the binary runs) on a
+//! random loopback port, over a fresh database of the chosen backend, in front of a loopback
+//! mock provider; plus a browser-like HTTP client with a cookie jar.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use reqwest::header::LOCATION;
+use serde_json::{Value, json};
+use tether_server::{RunningServer, ServeOptions};
+use tether_testkit::{MockProviderConfig, RunningMockProvider};
+
+pub use tether_testkit;
+
+/// The API key every test server accepts.
+pub const API_KEY: &str = "test-api-key-0123456789abcdef";
+
+/// A database backend to run against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A SQLite file in a temporary directory (always available).
+    Sqlite,
+    /// PostgreSQL from `TETHER_TEST_POSTGRES_URL`.
+    Postgres,
+    /// MySQL / MariaDB from `TETHER_TEST_MYSQL_URL`.
+    Mysql,
+}
+
+impl Backend {
+    /// A fresh, empty database of this backend, or `None` when its environment variable is
+    /// unset (the test is then skipped locally; CI always sets it). Panics when the variable is
+    /// set but the server cannot be reached, so CI fails instead of skipping.
+    pub async fn fresh_database(self) -> Option<String> {
+        let var = match self {
+            Backend::Sqlite => {
+                let dir = std::env::temp_dir().join(format!("tether-e2e-{}", tether_core::random_token(9).unwrap()));
+                std::fs::create_dir_all(&dir).unwrap();
+                return Some(format!("sqlite://{}?mode=rwc", dir.join("tether.db").display()));
+            }
+            Backend::Postgres => "TETHER_TEST_POSTGRES_URL",
+            Backend::Mysql => "TETHER_TEST_MYSQL_URL",
+        };
+        let Ok(admin) = std::env::var(var) else {
+            eprintln!("{var} is not set: skipping the {self:?} variant");
+            return None;
+        };
+        Some(
+            tether_store::testing::fresh_database_url(&admin)
+                .await
+                .unwrap_or_else(|e| panic!("{var} is set but the database is unusable: {e}")),
+        )
+    }
+}
+
+/// A running server with its mock provider.
+pub struct Harness {
+    /// The server.
+    pub server: RunningServer,
+    /// The mock provider, configured as provider id `mock` (kind generic).
+    pub mock: RunningMockProvider,
+    /// Browser-like client: cookie jar, no automatic redirects.
+    pub browser: reqwest::Client,
+    /// API client.
+    pub api: reqwest::Client,
+}
+
+/// Options for [`Harness::start`].
+pub struct HarnessOptions {
+    /// The mock provider's behaviour.
+    pub mock: MockProviderConfig,
+    /// Extra TOML appended to the server configuration.
+    pub extra_config: String,
+    /// Extra TOML inside `[providers.mock]`.
+    pub provider_config: String,
+    /// Provider kind for the mock (`generic` or `github`).
+    pub kind: &'static str,
+    /// A client secret for the server that differs from the mock's (to test rejection).
+    pub server_client_secret: Option<String>,
+    /// Run the background refresher (every second).
+    pub refresher: bool,
+}
+
+impl Default for HarnessOptions {
+    fn default() -> Self {
+        Self {
+            mock: MockProviderConfig { auto_approve: Some("alice".into()), ..MockProviderConfig::default() },
+            extra_config: String::new(),
+            provider_config: String::new(),
+            kind: "generic",
+            server_client_secret: None,
+            refresher: false,
+        }
+    }
+}
+
+impl Harness {
+    /// Starts a mock provider and a server over `database_url`.
+    pub async fn start(database_url: &str, options: HarnessOptions) -> Self {
+        let client_id = options.mock.client_id.clone();
+        let client_secret = options.server_client_secret.clone().unwrap_or_else(|| options.mock.client_secret.clone());
+        let mock = tether_testkit::MockProvider::start(options.mock).await.expect("mock provider starts");
+        let endpoints = if options.kind == "github" {
+            format!(
+                "authorize_url = \"{}\"\ntoken_url = \"{}\"\nuserinfo_url = \"{}\"\nrevoke_url = \"{}\"\n",
+                mock.url("authorize"),
+                mock.url("token"),
+                mock.url("user"),
+                mock.url("applications/{client_id}/token"),
+            )
+        } else {
+            format!(
+                "authorize_url = \"{}\"\ntoken_url = \"{}\"\nuserinfo_url = \"{}\"\nrevoke_url = \"{}\"\naccount_id_field = \"sub\"\naccount_name_field = \"preferred_username\"\n",
+                mock.url("authorize"),
+                mock.url("token"),
+                mock.url("userinfo"),
+                mock.url("revoke"),
+            )
+        };
+        let toml = format!(
+            r#"
+bind = "127.0.0.1:0"
+database_url = "{database_url}"
+api_keys = ["{API_KEY}"]
+encryption_keys = ["{key}"]
+{extra}
+
+[refresher]
+enabled = {refresher}
+interval_secs = 1
+
+[providers.mock]
+kind = "{kind}"
+client_id = "{client_id}"
+client_secret = "{client_secret}"
+{endpoints}
+{provider_extra}
+"#,
+            key = tether_core::EncryptionKey::generate().unwrap(),
+            extra = options.extra_config,
+            kind = options.kind,
+            provider_extra = options.provider_config,
+            refresher = options.refresher,
+        );
+        let config = tether_server::Config::from_toml(&toml).expect("valid test configuration");
+        let server = tether_server::start(config, ServeOptions { demo: false, workers: Some(2) })
+            .await
+            .expect("server starts");
+        let browser = reqwest::Client::builder()
+            .cookie_provider(Arc::new(reqwest::cookie::Jar::default()))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let api = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        Self { server, mock, browser, api }
+    }
+
+    /// An absolute URL on the server.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.server.public_url.as_str().trim_end_matches('/'), path)
+    }
+
+    /// Calls the API with the test key; returns status and JSON body.
+    pub async fn api_call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self.api.request(method, self.url(path)).bearer_auth(API_KEY);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or_else(|_| json!({ "raw": text })))
+    }
+
+    /// Creates a connect session and returns its connect URL.
+    pub async fn connect_url(&self, owner: &str, return_to: Option<&str>) -> String {
+        let mut body = json!({ "owner": owner, "provider": "mock" });
+        if let Some(r) = return_to {
+            body["return_to"] = json!(r);
+        }
+        let (status, json) = self.api_call(reqwest::Method::POST, "/v1/connect-sessions", Some(body)).await;
+        assert_eq!(status, 201, "{json}");
+        json["connect_url"].as_str().unwrap().to_owned()
+    }
+
+    /// Follows the browser from the connect link to the provider's redirect back to our
+    /// callback (the mock auto-approves). Returns the callback URL, not yet visited.
+    pub async fn authorize(&self, connect_url: &str) -> String {
+        let resp = self.browser.get(connect_url).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 302, "connect link should redirect to the provider");
+        let provider_url = location(&resp);
+        let resp = self.browser.get(&provider_url).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 302, "mock provider should redirect back");
+        location(&resp)
+    }
+
+    /// Runs a whole flow for `owner` and returns the new connection id.
+    pub async fn connect(&self, owner: &str) -> String {
+        let callback = self.authorize(&self.connect_url(owner, None).await).await;
+        let resp = self.browser.get(&callback).send().await.unwrap();
+        let status = resp.status().as_u16();
+        let body = resp.text().await.unwrap();
+        assert_eq!(status, 200, "callback should succeed: {body}");
+        let (_, list) = self.api_call(reqwest::Method::GET, &format!("/v1/connections?owner={owner}"), None).await;
+        list["connections"][0]["id"].as_str().expect("a connection").to_owned()
+    }
+
+    /// Number of connections stored.
+    pub async fn connection_count(&self) -> usize {
+        let (status, list) = self.api_call(reqwest::Method::GET, "/v1/connections", None).await;
+        assert_eq!(status, 200);
+        list["connections"].as_array().unwrap().len()
+    }
+
+    /// Stops the server and the mock.
+    pub async fn stop(self) {
+        self.server.stop().await;
+        self.mock.stop().await;
+    }
+}
+
+/// The Location header of a redirect.
+pub fn location(resp: &reqwest::Response) -> String {
+    resp.headers().get(LOCATION).and_then(|v| v.to_str().ok()).expect("a Location header").to_owned()
+}
+
+/// Declares one async test per backend: `name_sqlite`, `name_postgres`, `name_mysql`.
+#[macro_export]
+macro_rules! e2e_test {
+    ($name:ident, |$db:ident| $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            async fn run($db: String) $body
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                if let Some(db) = $crate::Backend::Sqlite.fresh_database().await { run(db).await }
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some(db) = $crate::Backend::Postgres.fresh_database().await { run(db).await }
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn mysql() {
+                if let Some(db) = $crate::Backend::Mysql.fresh_database().await { run(db).await }
+            }
+        }
+    };
+}
+
+/// Path of the `tether` binary, built once per test process with the same cargo and target
+/// directory as the tests.
+pub fn tether_binary() -> std::path::PathBuf {
+    static BUILT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let status = std::process::Command::new(env!("CARGO"))
+                .args(["build", "--quiet", "-p", "tether-server", "--bin", "tether"])
+                .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+                .status()
+                .expect("cargo runs");
+            assert!(status.success(), "building the tether binary failed");
+            // current_exe is target/<profile>/deps/e2e-…; the binary is target/<profile>/tether.
+            let exe = std::env::current_exe().expect("current exe");
+            let profile_dir = exe.parent().and_then(|d| d.parent()).expect("target dir").to_path_buf();
+            profile_dir.join(format!("tether{}", std::env::consts::EXE_SUFFIX))
+        })
+        .clone()
+}
+
+/// A `tether serve` child process.
+pub struct Replica {
+    child: tokio::process::Child,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+}
+
+impl Replica {
+    /// Spawns `tether serve --config <config>` and waits until it listens.
+    pub async fn spawn(config: &std::path::Path) -> Self {
+        use tokio::io::{AsyncBufReadExt, BufReader};
+        let mut child = tokio::process::Command::new(tether_binary())
+            .arg("serve")
+            .arg("--config")
+            .arg(config)
+            .env("TETHER_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("tether starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let base = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(rest) = line.strip_prefix("Tether is listening on ") {
+                    let addr = rest.split_whitespace().next().unwrap_or_default();
+                    return format!("http://{addr}");
+                }
+            }
+            panic!("tether exited before listening");
+        })
+        .await
+        .expect("tether listens within a minute");
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Self { child, base }
+    }
+
+    /// Kills the process at once (SIGKILL), as a crash would.
+    pub async fn kill(&mut self) {
+        let _ = self.child.kill().await;
+    }
+}

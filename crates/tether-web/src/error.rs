@@ -43,7 +43,11 @@ pub(crate) fn status_of(e: &Error) -> StatusCode {
         Error::NotFound { .. } => StatusCode::NOT_FOUND,
         Error::ReauthRequired(_) => StatusCode::CONFLICT,
         Error::Disconnected(_) => StatusCode::GONE,
-        Error::TemporarilyUnavailable { .. } | Error::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+        Error::TemporarilyUnavailable { .. }
+        | Error::Store(_)
+        | Error::Provider { kind: tether_core::ProviderErrorKind::Temporary { .. }, .. } => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         Error::Provider { .. } => StatusCode::BAD_GATEWAY,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
@@ -55,6 +59,9 @@ impl From<Error> for ApiError {
         let retry_after = match &e {
             Error::TemporarilyUnavailable { retry_after, .. } => Some(retry_after.as_secs().max(1)),
             Error::Store(_) => Some(5),
+            Error::Provider { kind: tether_core::ProviderErrorKind::Temporary { retry_after }, .. } => {
+                Some(retry_after.map_or(5, |d| d.as_secs().max(1)))
+            }
             _ => None,
         };
         let message = match &e {

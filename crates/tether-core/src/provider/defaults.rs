@@ -9,8 +9,8 @@ use oauth2::basic::{
 };
 use oauth2::{
     AuthType, AuthUrl, AuthorizationCode, Client, ClientId, ClientSecret, CsrfToken, EndpointNotSet, EndpointSet,
-    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken, RequestTokenError, RevocationUrl,
-    StandardRevocableToken, TokenResponse, TokenUrl,
+    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken, RequestTokenError, StandardRevocableToken,
+    TokenResponse, TokenUrl,
 };
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
@@ -31,10 +31,6 @@ type CodeClient = Client<
     EndpointNotSet,
     EndpointSet,
 >;
-
-fn config_error(ctx: &ProviderContext<'_>, what: &str, e: impl std::fmt::Display) -> Error {
-    Error::Config(format!("providers.{}: invalid {what}: {e}", ctx.id))
-}
 
 fn client(ctx: &ProviderContext<'_>) -> Result<CodeClient> {
     let s = ctx.settings;
@@ -243,35 +239,54 @@ pub(super) async fn fetch_account(ctx: &ProviderContext<'_>, tokens: &TokenSet) 
 }
 
 /// Default [`Provider::revoke`](super::Provider::revoke): RFC 7009, the refresh token when
-/// there is one (which ends the whole grant), else the access token.
+/// there is one (which ends the whole grant), else the access token, with the provider's
+/// client authentication.
 pub(super) async fn revoke(ctx: &ProviderContext<'_>, tokens: &TokenSet) -> Result<RevokeOutcome> {
     let Some(url) = &ctx.settings.revoke_url else {
         return Ok(RevokeOutcome::NotSupported);
     };
-    let client = client(ctx)?.set_revocation_url(RevocationUrl::from_url(url.clone()));
-    let token = match &tokens.refresh_token {
-        Some(rt) => StandardRevocableToken::RefreshToken(RefreshToken::new(rt.expose_secret().to_owned())),
-        None => StandardRevocableToken::AccessToken(oauth2::AccessToken::new(
-            tokens.access_token.expose_secret().to_owned(),
-        )),
+    let id = ctx.id.as_str();
+    let (token, hint) = match &tokens.refresh_token {
+        Some(rt) => (rt.expose_secret(), "refresh_token"),
+        None => (tokens.access_token.expose_secret(), "access_token"),
     };
-    let request = client.revoke_token(token).map_err(|e| config_error(ctx, "revoke_url", e))?;
-    request.request_async(&OAuthHttp(ctx.http)).await.map_err(|e| match e {
-        RequestTokenError::ServerResponse(r) => Error::provider(
-            ctx.id.as_str(),
-            ProviderErrorKind::Rejected,
-            format!("revocation endpoint answered `{}`", r.error().as_ref()),
-        ),
-        RequestTokenError::Request(OAuthHttpError::Unavailable { status, retry_after }) => Error::provider(
-            ctx.id.as_str(),
-            ProviderErrorKind::Temporary { retry_after },
-            format!("revocation endpoint answered HTTP {status}"),
-        ),
-        other => {
-            Error::provider(ctx.id.as_str(), ProviderErrorKind::Temporary { retry_after: None }, other.to_string())
+    let mut form = vec![("token", token), ("token_type_hint", hint)];
+    let mut request = ctx.http.post(url.clone()).header(reqwest::header::ACCEPT, "application/json");
+    let secret = ctx.settings.client_secret.as_ref().map(|s| s.expose_secret());
+    match (ctx.settings.client_auth, secret) {
+        (ClientAuth::Basic, Some(secret)) => {
+            // RFC 6749 section 2.3.1: form-encode the credentials before Basic encoding.
+            let enc = |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
+            request = request.basic_auth(enc(&ctx.settings.client_id), Some(enc(secret)));
         }
+        (_, secret) => {
+            form.push(("client_id", &ctx.settings.client_id));
+            if let Some(secret) = secret {
+                form.push(("client_secret", secret));
+            }
+        }
+    }
+    let resp = request.form(&form).send().await.map_err(|e| {
+        Error::provider(id, ProviderErrorKind::Temporary { retry_after: None }, describe_reqwest_error(&e))
     })?;
-    Ok(RevokeOutcome::Revoked)
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(RevokeOutcome::Revoked);
+    }
+    if status.is_server_error() || status.as_u16() == 429 {
+        return Err(Error::provider(
+            id,
+            ProviderErrorKind::Temporary { retry_after: retry_after(resp.headers()) },
+            format!("revocation endpoint answered HTTP {status}"),
+        ));
+    }
+    let code = resp
+        .json::<serde_json::Value>()
+        .await
+        .ok()
+        .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(|e| truncate(e, 60)))
+        .unwrap_or_else(|| format!("HTTP {status}"));
+    Err(Error::provider(id, ProviderErrorKind::Rejected, format!("revocation endpoint answered `{code}`")))
 }
 
 #[cfg(test)]

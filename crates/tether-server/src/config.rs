@@ -1,0 +1,281 @@
+//! Configuration: `tether.toml` (or `--config FILE`) with every key overridable from the
+//! environment as `TETHER_<KEY>`, nested with double underscores
+//! (`TETHER_PROVIDERS__GITHUB__CLIENT_ID`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use tether_core::{EngineSettings, KeyRing, ProviderConfig, RefresherSettings, Url};
+
+/// The whole configuration.
+#[derive(Deserialize)]
+pub struct Config {
+    /// Address to listen on.
+    #[serde(default = "default_bind")]
+    pub bind: String,
+    /// URL browsers and providers reach this server at (default `http://{bind}`).
+    pub public_url: Option<String>,
+    /// Database URL: `sqlite://FILE?mode=rwc`, `postgres://...`, `mysql://...`.
+    #[serde(default = "default_database_url")]
+    pub database_url: String,
+    /// API keys accepted on `/v1` (`Authorization: Bearer <key>`).
+    #[serde(default)]
+    pub api_keys: Vec<SecretString>,
+    /// Encryption keys, `<id>:<base64 32 bytes>`; the first seals, all open.
+    #[serde(default)]
+    pub encryption_keys: Vec<SecretString>,
+    /// Allowed origins for `return_to` (empty: any http(s) URL).
+    #[serde(default)]
+    pub allowed_return_origins: Vec<String>,
+    /// A served token is valid for at least this many seconds (default 300).
+    #[serde(default = "default_refresh_margin")]
+    pub refresh_margin_secs: u64,
+    /// Connect-link lifetime in seconds (default 900).
+    #[serde(default = "default_connect_ttl")]
+    pub connect_link_ttl_secs: u64,
+    /// Seconds a refresh lease is held before another replica may take over (default 30).
+    #[serde(default = "default_lease")]
+    pub refresh_lease_secs: u64,
+    /// Timeout of each call to a provider, in seconds (default 20; below the lease).
+    #[serde(default = "default_provider_timeout")]
+    pub provider_timeout_secs: u64,
+    /// How long the user may take at the provider, in seconds (default 600).
+    #[serde(default = "default_flow_ttl")]
+    pub flow_ttl_secs: u64,
+    /// Background refresher.
+    #[serde(default)]
+    pub refresher: RefresherConfig,
+    /// `text` (default) or `json`.
+    #[serde(default)]
+    pub log_format: Option<String>,
+    /// `[providers.<id>]` tables.
+    #[serde(default)]
+    pub providers: BTreeMap<String, ProviderConfig>,
+}
+
+/// `[refresher]`.
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct RefresherConfig {
+    /// Run the background refresher in `serve` (default true).
+    pub enabled: bool,
+    /// Renew tokens expiring within this many seconds (default 600).
+    pub lead_time_secs: u64,
+    /// Seconds between sweeps (default 30).
+    pub interval_secs: u64,
+    /// Refreshes at once (default 8).
+    pub concurrency: usize,
+}
+
+impl Default for RefresherConfig {
+    fn default() -> Self {
+        Self { enabled: true, lead_time_secs: 600, interval_secs: 30, concurrency: 8 }
+    }
+}
+
+fn default_bind() -> String {
+    "127.0.0.1:8080".into()
+}
+fn default_database_url() -> String {
+    "sqlite://tether.db?mode=rwc".into()
+}
+fn default_refresh_margin() -> u64 {
+    300
+}
+fn default_connect_ttl() -> u64 {
+    900
+}
+fn default_lease() -> u64 {
+    30
+}
+fn default_provider_timeout() -> u64 {
+    20
+}
+fn default_flow_ttl() -> u64 {
+    600
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("bind", &self.bind)
+            .field("public_url", &self.public_url)
+            .field("database_url", &redact_url(&self.database_url))
+            .field("api_keys", &format!("[{} redacted]", self.api_keys.len()))
+            .field("encryption_keys", &format!("[{} redacted]", self.encryption_keys.len()))
+            .field("providers", &self.providers)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Hides the password of a database URL.
+pub fn redact_url(raw: &str) -> String {
+    match Url::parse(raw) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => raw.to_owned(),
+    }
+}
+
+impl Config {
+    /// Loads defaults, then the TOML file (`path`, or `./tether.toml` when present), then
+    /// `TETHER_*` environment variables.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
+        let mut figment = Figment::new();
+        match path {
+            Some(p) => {
+                if !p.exists() {
+                    bail!("configuration file {} does not exist", p.display());
+                }
+                figment = figment.merge(Toml::file_exact(p));
+            }
+            None => {
+                let default = PathBuf::from("tether.toml");
+                if default.exists() {
+                    figment = figment.merge(Toml::file_exact(default));
+                }
+            }
+        }
+        figment = figment.merge(Env::prefixed("TETHER_").split("__").ignore(&["config", "test_postgres_url", "test_mysql_url"]));
+        figment.extract::<Config>().map_err(|e| anyhow::anyhow!("invalid configuration: {}", one_line(&e)))
+    }
+
+    /// Parses configuration from TOML text alone (no file lookup, no environment): for
+    /// programs that embed the server, and tests.
+    pub fn from_toml(text: &str) -> anyhow::Result<Self> {
+        Figment::from(Toml::string(text))
+            .extract::<Config>()
+            .map_err(|e| anyhow::anyhow!("invalid configuration: {}", one_line(&e)))
+    }
+
+    /// The public URL (default `http://{bind}`), given the address actually bound.
+    pub fn public_url(&self, bound: std::net::SocketAddr) -> anyhow::Result<Url> {
+        let raw = match &self.public_url {
+            Some(u) => u.clone(),
+            None => format!("http://{bound}"),
+        };
+        let url = Url::parse(&raw).with_context(|| format!("public_url `{raw}` is not a valid URL"))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            bail!("public_url must be an http(s) URL");
+        }
+        Ok(url)
+    }
+
+    /// The key ring, with an actionable message when keys are missing or malformed.
+    pub fn key_ring(&self) -> anyhow::Result<KeyRing> {
+        if self.encryption_keys.is_empty() {
+            bail!(
+                "encryption_keys is empty: run `tether keys generate` and put the key in tether.toml (encryption_keys = [\"...\"]) or TETHER_ENCRYPTION_KEYS='[\"...\"]'"
+            );
+        }
+        let keys: Vec<&str> = self.encryption_keys.iter().map(|k| k.expose_secret()).collect();
+        KeyRing::parse(&keys).map_err(|e| anyhow::anyhow!("encryption_keys: {e}"))
+    }
+
+    /// The API keys, checked.
+    pub fn api_keys(&self) -> anyhow::Result<Vec<String>> {
+        if self.api_keys.is_empty() {
+            bail!(
+                "api_keys is empty: add at least one random key of 24+ characters to tether.toml (api_keys = [\"...\"]) or TETHER_API_KEYS='[\"...\"]'"
+            );
+        }
+        for (i, k) in self.api_keys.iter().enumerate() {
+            if k.expose_secret().trim().len() < 24 {
+                bail!("api_keys[{i}] is too short: use at least 24 random characters (e.g. `openssl rand -hex 24`)");
+            }
+        }
+        Ok(self.api_keys.iter().map(|k| k.expose_secret().trim().to_owned()).collect())
+    }
+
+    /// Checks the timing settings make sense together.
+    pub fn check_timing(&self) -> anyhow::Result<()> {
+        if self.provider_timeout_secs >= self.refresh_lease_secs {
+            bail!(
+                "provider_timeout_secs ({}) must be lower than refresh_lease_secs ({}), or a slow provider could outlive the refresh lease",
+                self.provider_timeout_secs,
+                self.refresh_lease_secs
+            );
+        }
+        Ok(())
+    }
+
+    /// Engine settings.
+    pub fn engine_settings(&self, public_url: Url) -> EngineSettings {
+        let mut s = EngineSettings::new(public_url);
+        s.refresh_margin = Duration::from_secs(self.refresh_margin_secs);
+        s.connect_session_ttl = Duration::from_secs(self.connect_link_ttl_secs.max(1));
+        s.flow_ttl = Duration::from_secs(self.flow_ttl_secs.max(1));
+        s.lease_ttl = Duration::from_secs(self.refresh_lease_secs.max(1));
+        s.lease_wait = s.lease_ttl + Duration::from_secs(15);
+        s.provider_timeout = Duration::from_secs(self.provider_timeout_secs.max(1));
+        s.allowed_return_origins = self.allowed_return_origins.clone();
+        s
+    }
+
+    /// Refresher settings.
+    pub fn refresher_settings(&self) -> RefresherSettings {
+        RefresherSettings {
+            lead_time: Duration::from_secs(self.refresher.lead_time_secs.max(self.refresh_margin_secs)),
+            interval: Duration::from_secs(self.refresher.interval_secs.max(1)),
+            concurrency: self.refresher.concurrency.max(1),
+            ..RefresherSettings::default()
+        }
+    }
+}
+
+fn one_line(e: &figment::Error) -> String {
+    e.clone().into_iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_overrides_nested_keys_and_keeps_numeric_ids_as_strings() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "tether.toml",
+                r#"
+                bind = "127.0.0.1:9000"
+                [providers.github]
+                client_id = "from-file"
+                client_secret = "file-secret"
+                "#,
+            )?;
+            jail.set_env("TETHER_PROVIDERS__GITHUB__CLIENT_ID", "123456789");
+            jail.set_env("TETHER_API_KEYS", r#"["0123456789abcdef0123456789"]"#);
+            let c = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(c.bind, "127.0.0.1:9000");
+            assert_eq!(c.providers["github"].client_id.as_deref(), Some("123456789"));
+            assert_eq!(c.api_keys().map_err(|e| e.to_string())?.len(), 1);
+            assert!(!format!("{c:?}").contains("file-secret"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn missing_secrets_name_the_key_and_the_fix() {
+        figment::Jail::expect_with(|_| {
+            let c = Config::load(None).map_err(|e| e.to_string())?;
+            let e = c.key_ring().err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(e.contains("encryption_keys") && e.contains("tether keys generate"), "{e}");
+            let e = c.api_keys().err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(e.contains("api_keys"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn database_passwords_are_redacted() {
+        assert_eq!(redact_url("postgres://u:pw@h/db"), "postgres://u:***@h/db");
+    }
+}

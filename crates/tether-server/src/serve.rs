@@ -1,0 +1,130 @@
+//! Wiring: store, providers, engine, HTTP server and background refresher.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use actix_web::{App, HttpServer, dev::ServerHandle};
+use anyhow::Context;
+use tether_core::{ProviderRegistry, Tether, Url};
+use tether_store::SeaStore;
+use tether_web::{ApiKeys, WebState};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::Config;
+use crate::config::redact_url;
+
+// The facade links every built-in provider so inventory sees them.
+use tether as _;
+
+/// Options of `tether serve` that are not configuration.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ServeOptions {
+    /// Enable the demo provider (and generate missing secrets).
+    pub demo: bool,
+    /// HTTP worker threads (default: number of CPUs).
+    pub workers: Option<usize>,
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct RunningServer {
+    /// The bound address.
+    pub local_addr: SocketAddr,
+    /// The public URL.
+    pub public_url: Url,
+    /// The engine (for in-process use and tests).
+    pub engine: Tether,
+    /// The API key demo mode generated, to show the user.
+    pub demo_api_key: Option<String>,
+    handle: ServerHandle,
+    server: JoinHandle<std::io::Result<()>>,
+    refresher: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
+}
+
+impl RunningServer {
+    /// Stops gracefully.
+    pub async fn stop(self) {
+        if let Some((tx, task)) = self.refresher {
+            let _ = tx.send(());
+            let _ = task.await;
+        }
+        self.handle.stop(true).await;
+        let _ = self.server.await;
+    }
+
+    /// Runs until the server stops (Ctrl-C / SIGTERM are handled by actix).
+    pub async fn wait(self) -> anyhow::Result<()> {
+        let result = self.server.await.context("server task failed")?;
+        if let Some((tx, task)) = self.refresher {
+            let _ = tx.send(());
+            let _ = task.await;
+        }
+        result.context("server failed")
+    }
+}
+
+/// Connects to the database (creating a SQLite file when needed) and runs migrations.
+pub async fn open_store(config: &Config) -> anyhow::Result<SeaStore> {
+    let keys = config.key_ring()?;
+    let store = SeaStore::connect(&config.database_url, keys)
+        .await
+        .map_err(|e| anyhow::anyhow!("database {}: {e}", redact_url(&config.database_url)))?;
+    store.migrate().await.map_err(|e| anyhow::anyhow!("migrations failed: {e}"))?;
+    Ok(store)
+}
+
+/// Builds the engine over an open store.
+pub fn build_engine(config: &Config, store: SeaStore, public_url: Url) -> anyhow::Result<Tether> {
+    let registry = ProviderRegistry::collect()?;
+    let providers = registry.configure(&config.providers, &public_url)?;
+    Ok(Tether::new(Arc::new(store), providers, config.engine_settings(public_url))?)
+}
+
+/// Binds, migrates and starts serving in the background.
+pub async fn start(mut config: Config, options: ServeOptions) -> anyhow::Result<RunningServer> {
+    let (demo, demo_api_key) = if options.demo {
+        let (mock, key) = crate::demo::enable(&mut config)?;
+        (Some(mock), key)
+    } else {
+        (None, None)
+    };
+    let api_keys = ApiKeys::new(&config.api_keys()?);
+    config.key_ring()?;
+    config.check_timing()?;
+    let listener =
+        std::net::TcpListener::bind(&config.bind).with_context(|| format!("cannot listen on {}", config.bind))?;
+    let local_addr = listener.local_addr()?;
+    let public_url = config.public_url(local_addr)?;
+    let store = open_store(&config).await?;
+    let engine = build_engine(&config, store, public_url.clone())?;
+    let state = WebState { engine: engine.clone(), api_keys, demo };
+    let mut server = HttpServer::new(move || {
+        App::new().wrap(tether_web::request_logger()).configure(|c| tether_web::configure(c, &state))
+    })
+    .listen(listener)?
+    .shutdown_timeout(10);
+    if let Some(w) = options.workers {
+        server = server.workers(w.max(1));
+    }
+    let server = server.run();
+    let handle = server.handle();
+    let server = tokio::spawn(server);
+    let refresher = if config.refresher.enabled {
+        let (tx, rx) = oneshot::channel::<()>();
+        let settings = config.refresher_settings();
+        let engine = engine.clone();
+        let task = tokio::spawn(async move {
+            engine
+                .run_refresher(settings, async {
+                    let _ = rx.await;
+                })
+                .await;
+        });
+        Some((tx, task))
+    } else {
+        None
+    };
+    tracing::info!(addr = %local_addr, public_url = %public_url, "tether is serving");
+    Ok(RunningServer { local_addr, public_url, engine, demo_api_key, handle, server, refresher })
+}

@@ -1,0 +1,10 @@
+//! End-to-end tests: the real server, real databases (SQLite always; PostgreSQL and MariaDB when
+//! `TETHER_TEST_POSTGRES_URL` / `TETHER_TEST_MYSQL_URL` are set), loopback mock providers.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod api_errors;
+mod connect_flow;
+mod flow_rejections;
+mod github;
+mod lifecycle;
+mod replicas;
