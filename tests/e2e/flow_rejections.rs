@@ -65,7 +65,8 @@ e2e_test!(missing_forged_replayed_and_foreign_states_are_refused, |db| {
 });
 
 e2e_test!(connect_links_are_single_use_and_expire, |db| {
-    let options = HarnessOptions { extra_config: "connect_link_ttl_secs = 1\nflow_ttl_secs = 1".into(), ..Default::default() };
+    let options =
+        HarnessOptions { extra_config: "connect_link_ttl_secs = 1\nflow_ttl_secs = 1".into(), ..Default::default() };
     let h = Harness::start(&db, options).await;
     let connect = h.connect_url("user-1", None).await;
     let resp = h.browser.get(&connect).send().await.unwrap();

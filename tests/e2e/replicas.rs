@@ -24,6 +24,7 @@ async fn cluster(db: &str, mock: MockProviderConfig, extra: &str) -> Cluster {
         format!(
             r#"bind = "127.0.0.1:0"
 database_url = "{db}"
+database_pool_size = 4
 api_keys = ["{API_KEY}"]
 encryption_keys = ["{key}"]
 {extra}
@@ -60,11 +61,8 @@ async fn connect(replica: &Replica) -> String {
         .json()
         .await
         .unwrap();
-    let browser = reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let browser =
+        reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let r = browser.get(session["connect_url"].as_str().unwrap()).send().await.unwrap();
     let r = browser.get(location(&r)).send().await.unwrap();
     let r = browser.get(location(&r)).send().await.unwrap();

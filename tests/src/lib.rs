@@ -120,6 +120,7 @@ impl Harness {
             r#"
 bind = "127.0.0.1:0"
 database_url = "{database_url}"
+database_pool_size = 4
 api_keys = ["{API_KEY}"]
 encryption_keys = ["{key}"]
 {extra}
@@ -142,9 +143,8 @@ client_secret = "{client_secret}"
             refresher = options.refresher,
         );
         let config = tether_server::Config::from_toml(&toml).expect("valid test configuration");
-        let server = tether_server::start(config, ServeOptions { demo: false, workers: Some(2) })
-            .await
-            .expect("server starts");
+        let server =
+            tether_server::start(config, ServeOptions { demo: false, workers: Some(2) }).await.expect("server starts");
         let browser = reqwest::Client::builder()
             .cookie_provider(Arc::new(reqwest::cookie::Jar::default()))
             .redirect(reqwest::redirect::Policy::none())

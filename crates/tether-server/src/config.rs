@@ -24,6 +24,8 @@ pub struct Config {
     /// Database URL: `sqlite://FILE?mode=rwc`, `postgres://...`, `mysql://...`.
     #[serde(default = "default_database_url")]
     pub database_url: String,
+    /// Maximum database connections of this process (default 10; SQLite uses its own small pool).
+    pub database_pool_size: Option<u32>,
     /// API keys accepted on `/v1` (`Authorization: Bearer <key>`).
     #[serde(default)]
     pub api_keys: Vec<SecretString>,
@@ -144,7 +146,11 @@ impl Config {
                 }
             }
         }
-        figment = figment.merge(Env::prefixed("TETHER_").split("__").ignore(&["config", "test_postgres_url", "test_mysql_url"]));
+        figment = figment.merge(Env::prefixed("TETHER_").split("__").ignore(&[
+            "config",
+            "test_postgres_url",
+            "test_mysql_url",
+        ]));
         figment.extract::<Config>().map_err(|e| anyhow::anyhow!("invalid configuration: {}", one_line(&e)))
     }
 

@@ -250,7 +250,11 @@ async fn check(config: &Config) -> anyhow::Result<ExitCode> {
     let mut problems = Vec::new();
     let mut ok = Vec::new();
     match config.key_ring() {
-        Ok(ring) => ok.push(format!("encryption keys: {} (sealing with `{}`)", config.encryption_keys.len(), ring.primary_key_id())),
+        Ok(ring) => ok.push(format!(
+            "encryption keys: {} (sealing with `{}`)",
+            config.encryption_keys.len(),
+            ring.primary_key_id()
+        )),
         Err(e) => problems.push(e.to_string()),
     }
     match config.api_keys() {
@@ -269,10 +273,16 @@ async fn check(config: &Config) -> anyhow::Result<ExitCode> {
         match tether_store::SeaStore::connect(&config.database_url, config.key_ring()?).await {
             Ok(store) => match store.pending_migrations().await {
                 Ok(p) if p.is_empty() => ok.push(format!("database: {} reachable, schema up to date", store.backend())),
-                Ok(p) => ok.push(format!("database: {} reachable, {} migration(s) pending (run `tether migrate`)", store.backend(), p.len())),
+                Ok(p) => ok.push(format!(
+                    "database: {} reachable, {} migration(s) pending (run `tether migrate`)",
+                    store.backend(),
+                    p.len()
+                )),
                 Err(e) => problems.push(format!("database: {e}")),
             },
-            Err(e) => problems.push(format!("database {}: {e}", tether_server::config::redact_url(&config.database_url))),
+            Err(e) => {
+                problems.push(format!("database {}: {e}", tether_server::config::redact_url(&config.database_url)))
+            }
         }
     }
     if let Some(public_url) = &public_url {

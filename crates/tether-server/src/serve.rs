@@ -67,7 +67,11 @@ impl RunningServer {
 /// Connects to the database (creating a SQLite file when needed) and runs migrations.
 pub async fn open_store(config: &Config) -> anyhow::Result<SeaStore> {
     let keys = config.key_ring()?;
-    let store = SeaStore::connect(&config.database_url, keys)
+    let mut options = tether_store::StoreOptions::default();
+    if let Some(n) = config.database_pool_size {
+        options = options.max_connections(n);
+    }
+    let store = SeaStore::connect_with(&config.database_url, keys, options)
         .await
         .map_err(|e| anyhow::anyhow!("database {}: {e}", redact_url(&config.database_url)))?;
     store.migrate().await.map_err(|e| anyhow::anyhow!("migrations failed: {e}"))?;

@@ -18,7 +18,8 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
             .route("/healthz", web::get().to(healthz))
             .route("/try", web::post().to(try_demo))
             .route("/connect/{token}", web::get().to(connect))
-            .route("/callback/{provider}", web::get().to(callback)),
+            .route("/callback/{provider}", web::get().to(callback))
+            .default_service(web::to(crate::error::not_found)),
     );
 }
 

@@ -46,13 +46,13 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: &WebState) {
         .app_data(error::json_config())
         .app_data(error::query_config())
         .app_data(error::path_config())
-        .service(api::scope())
-        .configure(browser::configure);
+        .service(api::scope());
     if let Some(demo) = &state.demo {
         let demo = demo.clone();
         cfg.service(web::scope("/demo").wrap(middleware::browser_headers()).configure(move |c| demo.configure(c)));
     }
-    cfg.default_service(web::to(error::not_found));
+    // Last: the browser scope has an empty prefix and answers everything else.
+    cfg.configure(browser::configure).default_service(web::to(error::not_found));
 }
 
 /// Middleware that logs each request with its path only (never the query string, which

@@ -50,7 +50,9 @@ where
         let started = Instant::now();
         let method = req.method().to_string();
         // Path only: callback queries carry authorization codes and states.
-        let path = req.path().to_owned();
+        // Connect links are single-use bearer secrets: log the route, not the token.
+        let path =
+            if req.path().starts_with("/connect/") { "/connect/{token}".to_owned() } else { req.path().to_owned() };
         let request_id = req
             .headers()
             .get("x-request-id")
