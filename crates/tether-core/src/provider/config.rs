@@ -16,9 +16,11 @@ pub struct ProviderConfig {
     /// For a provider configured entirely from this table: `"generic"`. Otherwise the
     /// table name is the provider id.
     pub kind: Option<String>,
-    /// OAuth client id.
+    /// OAuth client id. Numeric ids (Meta, Pinterest) are accepted unquoted too.
+    #[serde(default, deserialize_with = "lenient_string")]
     pub client_id: Option<String>,
     /// OAuth client secret.
+    #[serde(default, deserialize_with = "lenient_secret")]
     pub client_secret: Option<SecretString>,
     /// Scopes to request by default (replaces the provider's defaults).
     pub scopes: Option<Vec<String>>,
@@ -47,6 +49,29 @@ pub struct ProviderConfig {
     /// Provider-specific settings.
     #[serde(flatten)]
     pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+/// Accepts a string or a number: environment variables carry no types, so a numeric client id
+/// set in `TETHER_PROVIDERS__X__CLIENT_ID` arrives as a number.
+fn lenient_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Text {
+        S(String),
+        U(u64),
+        I(i64),
+        F(f64),
+    }
+    Ok(Option::<Text>::deserialize(d)?.map(|t| match t {
+        Text::S(s) => s,
+        Text::U(n) => n.to_string(),
+        Text::I(n) => n.to_string(),
+        Text::F(n) => n.to_string(),
+    }))
+}
+
+fn lenient_secret<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SecretString>, D::Error> {
+    Ok(lenient_string(d)?.map(SecretString::from))
 }
 
 impl fmt::Debug for ProviderConfig {
