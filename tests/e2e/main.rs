@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod api_errors;
+mod cli;
 mod connect_flow;
 mod flow_rejections;
 mod github;
