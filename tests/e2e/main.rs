@@ -9,3 +9,4 @@ mod flow_rejections;
 mod github;
 mod lifecycle;
 mod replicas;
+mod twitter;

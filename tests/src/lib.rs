@@ -12,6 +12,8 @@ use tether_testkit::{MockProviderConfig, RunningMockProvider};
 
 pub use tether_testkit;
 
+pub mod oauth1_mock;
+
 /// The API key every test server accepts.
 pub const API_KEY: &str = "test-api-key-0123456789abcdef";
 
@@ -68,7 +70,8 @@ pub struct Harness {
 pub struct HarnessOptions {
     /// The mock provider's behaviour.
     pub mock: MockProviderConfig,
-    /// Extra TOML appended to the server configuration.
+    /// Extra TOML appended to the server configuration; `{mock}` is replaced by the mock's
+    /// base URL (no trailing slash).
     pub extra_config: String,
     /// Extra TOML inside `[providers.mock]`.
     pub provider_config: String,
@@ -137,7 +140,7 @@ client_secret = "{client_secret}"
 {provider_extra}
 "#,
             key = tether_core::EncryptionKey::generate().unwrap(),
-            extra = options.extra_config,
+            extra = options.extra_config.replace("{mock}", mock.base_url.as_str().trim_end_matches('/')),
             kind = options.kind,
             provider_extra = options.provider_config,
             refresher = options.refresher,

@@ -16,6 +16,7 @@ mod error;
 mod event;
 mod flow;
 mod ids;
+pub mod oauth1;
 pub mod oauth2_http;
 mod provider;
 mod random;
@@ -33,8 +34,9 @@ pub use event::{Event, EventKind, NewEvent};
 pub use flow::{AuthFlow, FlowStart, NewConnectSession};
 pub use ids::{ConnectionId, OwnerId, ProviderId};
 pub use provider::{
-    AuthorizationRequest, ClientAuth, ConfiguredProvider, PkceMode, Provider, ProviderConfig, ProviderContext,
-    ProviderRegistration, ProviderRegistry, ProviderSettings, ProviderSpec, RevokeOutcome, get_json, parse_account,
+    AuthorizationRequest, ClientAuth, ConfiguredProvider, PkceMode, Protocol, Provider, ProviderConfig,
+    ProviderContext, ProviderRegistration, ProviderRegistry, ProviderSettings, ProviderSpec, RevokeOutcome, get_json,
+    parse_account,
 };
 pub use random::{hash_secret, random_token, secure_eq};
 pub use seal::{EncryptionKey, KeyRing, SealContext, SealedSecret};

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 
 use crate::{
     AuthFlow, Connection, ConnectionFilter, ConnectionId, ConnectionStatus, Event, FlowStart, NewConnectSession,
-    NewConnection, NewEvent, Result, TokenSet,
+    NewConnection, NewEvent, ProviderId, Result, TokenSet,
 };
 
 /// The tokens of a connection with the row version they were read at.
@@ -84,6 +84,13 @@ pub trait ConnectionStore: Send + Sync {
 pub trait FlowStore: Send + Sync {
     /// Stores a new connect session.
     async fn create_connect_session(&self, session: &NewConnectSession) -> Result<()>;
+    /// The provider of the unexpired, unstarted connect session with this link-token hash,
+    /// without consuming it (the flow differs per protocol). Fails like
+    /// [`start_flow`](Self::start_flow).
+    async fn connect_session_provider(&self, link_token_hash: &str, now: DateTime<Utc>) -> Result<ProviderId> {
+        let _ = (link_token_hash, now);
+        Err(crate::Error::Store("this store cannot look up connect sessions".into()))
+    }
     /// Single use: marks the session whose link-token hash matches as started and attaches the
     /// flow state. Fails with `FlowError::{UnknownLink, LinkExpired, LinkUsed}`.
     async fn start_flow(&self, link_token_hash: &str, start: FlowStart, now: DateTime<Utc>) -> Result<AuthFlow>;

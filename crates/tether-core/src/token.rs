@@ -14,6 +14,8 @@ pub struct TokenSet {
     pub token_type: String,
     /// The refresh token, if the provider issued one.
     pub refresh_token: Option<SecretString>,
+    /// The OAuth 1.0a token secret (`oauth_token_secret`), for OAuth 1.0a connections.
+    pub token_secret: Option<SecretString>,
     /// When the access token expires; `None` when the provider says it does not.
     pub expires_at: Option<DateTime<Utc>>,
     /// When the refresh token expires, when the provider says so.
@@ -31,6 +33,7 @@ impl TokenSet {
             access_token: SecretString::from(access_token.into()),
             token_type: "bearer".into(),
             refresh_token: None,
+            token_secret: None,
             expires_at: None,
             refresh_token_expires_at: None,
             scopes: None,
@@ -58,6 +61,7 @@ impl fmt::Debug for TokenSet {
             .field("access_token", &"[redacted]")
             .field("token_type", &self.token_type)
             .field("refresh_token", &self.refresh_token.as_ref().map(|_| "[redacted]"))
+            .field("token_secret", &self.token_secret.as_ref().map(|_| "[redacted]"))
             .field("expires_at", &self.expires_at)
             .field("refresh_token_expires_at", &self.refresh_token_expires_at)
             .field("scopes", &self.scopes)

@@ -141,6 +141,8 @@ struct TokenView {
     connection_id: ConnectionId,
     access_token: String,
     token_type: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token_secret: Option<String>,
     expires_at: Option<DateTime<Utc>>,
     scopes: Vec<String>,
 }
@@ -152,6 +154,7 @@ fn token_response(t: tether_core::FreshToken) -> HttpResponse {
             connection_id: t.connection_id,
             access_token: t.access_token.expose_secret().to_owned(),
             token_type: t.token_type,
+            token_secret: t.token_secret.as_ref().map(|s| s.expose_secret().to_owned()),
             expires_at: t.expires_at,
             scopes: t.scopes,
         },

@@ -82,7 +82,14 @@ async fn callback(
     for (k, v) in url::form_urlencoded::parse(req.query_string().as_bytes()) {
         let v = v.into_owned();
         match k.as_ref() {
-            "state" => params.state = Some(v),
+            // OAuth 1.0a: the request token identifies the flow, the verifier is the code, and
+            // Twitter reports a cancelled consent as `denied=<request token>`.
+            "state" | "oauth_token" => params.state = Some(v),
+            "oauth_verifier" => params.code = Some(v),
+            "denied" => {
+                params.state = Some(v);
+                params.error = Some("access_denied".into());
+            }
             // Meta appends `#_`; some proxies keep it.
             "code" => params.code = Some(v.trim_end_matches("#_").to_owned()),
             "error" => params.error = Some(v),

@@ -18,6 +18,8 @@ pub use tether_provider_demo as demo;
 pub use tether_provider_generic as generic;
 #[cfg(feature = "github")]
 pub use tether_provider_github as github;
+#[cfg(feature = "twitter")]
+pub use tether_provider_twitter as twitter;
 
 /// Ids of the providers this build links, as enabled by cargo features.
 pub fn builtin_provider_ids() -> Vec<&'static str> {
@@ -28,6 +30,10 @@ pub fn builtin_provider_ids() -> Vec<&'static str> {
         generic::SPEC.id,
         #[cfg(feature = "github")]
         github::SPEC.id,
+        #[cfg(feature = "twitter")]
+        twitter::SPEC.id,
+        #[cfg(feature = "twitter")]
+        twitter::OAUTH1_SPEC.id,
     ]
     .to_vec()
 }

@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::Tether;
 use crate::{
     AuthorizationRequest, Connection, Error, EventKind, FlowError, FlowStart, NewConnectSession, NewConnection,
-    NewEvent, OwnerId, PkceMode, Result, hash_secret, random_token, secure_eq,
+    NewEvent, OwnerId, PkceMode, Protocol, Result, hash_secret, random_token, secure_eq,
 };
 
 /// What the application asks for when it creates a connect link.
@@ -51,9 +51,9 @@ pub struct AuthorizationRedirect {
 /// The query of a provider callback.
 #[derive(Debug, Default, Clone)]
 pub struct CallbackParams {
-    /// `state`.
+    /// `state` (OAuth 1.0a: `oauth_token`).
     pub state: Option<String>,
-    /// `code`.
+    /// `code` (OAuth 1.0a: `oauth_verifier`).
     pub code: Option<String>,
     /// `error` (e.g. `access_denied`).
     pub error: Option<String>,
@@ -135,28 +135,51 @@ impl Tether {
     }
 
     /// The browser opened a connect link: consume it (single use) and build the redirect to
-    /// the provider, with a fresh `state`, PKCE verifier and browser-binding cookie.
+    /// the provider, with a fresh `state` and PKCE verifier (OAuth 2.0) or request token
+    /// (OAuth 1.0a, whose `oauth_token` plays the part of the state), and a browser-binding
+    /// cookie.
     pub async fn begin_authorization(&self, link_token: &str) -> Result<AuthorizationRedirect> {
         let now = Utc::now();
-        let state = random_token(32)?;
+        let link_hash = hash_secret(link_token);
+        let provider_id = self.inner.store.connect_session_provider(&link_hash, now).await?;
+        let provider = self.provider(provider_id.as_str())?;
         let binding = random_token(32)?;
-        let verifier = SecretString::from(random_token(48)?);
-        // The provider is only known after the link is consumed; generate the verifier anyway
-        // and drop it for providers without PKCE.
-        let start = FlowStart {
-            state_hash: hash_secret(&state),
-            pkce_verifier: Some(verifier.clone()),
-            browser_binding_hash: hash_secret(&binding),
-            redirect_uri: self.inner.settings.public_url.clone(),
-            expires_at: now + to_chrono(self.inner.settings.flow_ttl),
+        let expires_at = now + to_chrono(self.inner.settings.flow_ttl);
+        let (state, url) = match provider.protocol() {
+            Protocol::OAuth1 => {
+                let temporary = provider.oauth1_request_token(&self.inner.http).await?;
+                let start = FlowStart {
+                    state_hash: hash_secret(&temporary.token),
+                    // The request-token secret rides in the flow's sealed secret column.
+                    pkce_verifier: Some(temporary.secret),
+                    browser_binding_hash: hash_secret(&binding),
+                    redirect_uri: self.inner.settings.public_url.clone(),
+                    expires_at,
+                };
+                self.inner.store.start_flow(&link_hash, start, now).await?;
+                let url = provider.oauth1_authorize_url(&self.inner.http, &temporary.token)?;
+                (temporary.token, url)
+            }
+            _ => {
+                let state = random_token(32)?;
+                let verifier = (provider.settings.pkce == PkceMode::S256)
+                    .then(|| random_token(48).map(SecretString::from))
+                    .transpose()?;
+                let start = FlowStart {
+                    state_hash: hash_secret(&state),
+                    pkce_verifier: verifier.clone(),
+                    browser_binding_hash: hash_secret(&binding),
+                    redirect_uri: self.inner.settings.public_url.clone(),
+                    expires_at,
+                };
+                let flow = self.inner.store.start_flow(&link_hash, start, now).await?;
+                let url = provider.authorization_url(
+                    &self.inner.http,
+                    &AuthorizationRequest { state: &state, scopes: &flow.scopes, pkce_verifier: verifier.as_ref() },
+                )?;
+                (state, url)
+            }
         };
-        let flow = self.inner.store.start_flow(&hash_secret(link_token), start, now).await?;
-        let provider = self.provider(flow.provider.as_str())?;
-        let pkce_verifier = (provider.settings.pkce == PkceMode::S256).then_some(&verifier);
-        let url = provider.authorization_url(
-            &self.inner.http,
-            &AuthorizationRequest { state: &state, scopes: &flow.scopes, pkce_verifier },
-        )?;
         Ok(AuthorizationRedirect {
             url,
             cookie_name: flow_cookie_name(&state),
@@ -200,8 +223,16 @@ impl Tether {
         }
         let code = params.code.filter(|c| !c.is_empty()).ok_or(FlowError::MissingCode)?;
         let provider = self.provider(provider_id)?;
-        let verifier = flow.pkce_verifier.as_ref().filter(|_| provider.settings.pkce == PkceMode::S256);
-        let tokens = provider.exchange_code(&self.inner.http, &code, verifier).await?;
+        let tokens = match provider.protocol() {
+            Protocol::OAuth1 => {
+                let secret = flow.pkce_verifier.as_ref().ok_or(FlowError::UnknownState)?;
+                provider.oauth1_access_token(&self.inner.http, state, secret, &code).await?
+            }
+            _ => {
+                let verifier = flow.pkce_verifier.as_ref().filter(|_| provider.settings.pkce == PkceMode::S256);
+                provider.exchange_code(&self.inner.http, &code, verifier).await?
+            }
+        };
         let account = provider.fetch_account(&self.inner.http, &tokens).await?;
         let scopes = tokens.scopes.clone().unwrap_or_else(|| flow.scopes.clone());
         let (connection, created) = self

@@ -21,8 +21,10 @@ pub struct FreshToken {
     pub connection_id: ConnectionId,
     /// The access token.
     pub access_token: SecretString,
-    /// Token type (`bearer`).
+    /// Token type (`bearer`; `oauth1` for OAuth 1.0a connections).
     pub token_type: String,
+    /// The OAuth 1.0a token secret (only for OAuth 1.0a connections).
+    pub token_secret: Option<SecretString>,
     /// Expiry (`None`: does not expire).
     pub expires_at: Option<DateTime<Utc>>,
     /// Granted scopes.
@@ -106,6 +108,7 @@ fn fresh(id: ConnectionId, t: &TokenSet, fallback_scopes: &[String]) -> FreshTok
         connection_id: id,
         access_token: t.access_token.clone(),
         token_type: t.token_type.clone(),
+        token_secret: t.token_secret.clone(),
         expires_at: t.expires_at,
         scopes: t.scopes.clone().unwrap_or_else(|| fallback_scopes.to_vec()),
     }
@@ -281,6 +284,27 @@ impl Tether {
                 }
             }
         }
+    }
+
+    /// Signs a request for an OAuth 1.0a connection and returns its `Authorization` header.
+    /// `params` are the form-body parameters (send exactly these); query parameters are read
+    /// from `url`.
+    ///
+    /// ```ignore
+    /// let url = Url::parse("https://upload.x.com/1.1/media/upload.json")?;
+    /// let header = engine.sign_oauth1_request(id, "POST", &url, &[("command".into(), "INIT".into())]).await?;
+    /// ```
+    pub async fn sign_oauth1_request(
+        &self,
+        id: ConnectionId,
+        method: &str,
+        url: &url::Url,
+        params: &[(String, String)],
+    ) -> Result<String> {
+        let conn = self.active_connection(id).await?;
+        let provider = self.provider(conn.provider.as_str())?;
+        let stored = self.stored_tokens(id).await?;
+        crate::oauth1::sign_request(&provider.settings, &stored.tokens, method, url, params)
     }
 
     /// Disconnects: revokes at the provider where it can (a failed revoke is reported, not

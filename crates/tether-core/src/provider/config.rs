@@ -26,6 +26,8 @@ pub struct ProviderConfig {
     pub scopes: Option<Vec<String>>,
     /// Authorization endpoint override.
     pub authorize_url: Option<String>,
+    /// OAuth 1.0a request-token endpoint override.
+    pub request_token_url: Option<String>,
     /// Token endpoint override.
     pub token_url: Option<String>,
     /// Userinfo endpoint override.
@@ -100,6 +102,8 @@ pub struct ProviderSettings {
     pub scopes: Vec<String>,
     /// Authorization endpoint.
     pub authorize_url: Url,
+    /// OAuth 1.0a request-token endpoint.
+    pub request_token_url: Option<Url>,
     /// Token endpoint.
     pub token_url: Url,
     /// Userinfo endpoint.
@@ -185,6 +189,14 @@ impl ProviderSettings {
                 .clone()
                 .unwrap_or_else(|| spec.default_scopes.iter().map(|s| (*s).to_owned()).collect()),
             authorize_url: required("authorize_url", &config.authorize_url, spec.authorize_url)?,
+            request_token_url: match spec.protocol {
+                super::Protocol::OAuth1 => Some(required(
+                    "request_token_url",
+                    &config.request_token_url,
+                    spec.request_token_url.unwrap_or(""),
+                )?),
+                _ => None,
+            },
             token_url: required("token_url", &config.token_url, spec.token_url)?,
             userinfo_url: url("userinfo_url", &config.userinfo_url, spec.userinfo_url.unwrap_or(""))?,
             revoke_url: url("revoke_url", &config.revoke_url, spec.revoke_url.unwrap_or(""))?,

@@ -128,6 +128,7 @@ pub(crate) fn token_set(resp: FlexibleTokenResponse, previous: Option<&TokenSet>
         access_token: SecretString::from(resp.access_token().secret().clone()),
         token_type: resp.token_type().as_ref().to_ascii_lowercase(),
         refresh_token,
+        token_secret: None,
         expires_at: resp.expires_in().and_then(after),
         refresh_token_expires_at,
         scopes,
@@ -231,6 +232,15 @@ pub fn parse_account(
 
 /// Default [`Provider::fetch_account`](super::Provider::fetch_account).
 pub(super) async fn fetch_account(ctx: &ProviderContext<'_>, tokens: &TokenSet) -> Result<AccountIdentity> {
+    // Some token answers name the account themselves (OAuth 1.0a `user_id`, Meta `user_id`).
+    let in_token = serde_json::Value::Object(tokens.extra.clone());
+    if ctx.settings.userinfo_url.is_none() {
+        if let Ok(account) =
+            parse_account(ctx.id.as_str(), &in_token, &ctx.settings.account_id_field, &ctx.settings.account_name_field)
+        {
+            return Ok(account);
+        }
+    }
     let url = ctx.settings.userinfo_url.as_ref().ok_or_else(|| {
         Error::Config(format!("providers.{}.userinfo_url is missing: it is needed to identify the account", ctx.id))
     })?;

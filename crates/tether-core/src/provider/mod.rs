@@ -28,6 +28,17 @@ pub enum PkceMode {
     None,
 }
 
+/// The authorization protocol a provider speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Protocol {
+    /// OAuth 2.0 authorization code (with PKCE where supported).
+    OAuth2,
+    /// OAuth 1.0a three-legged (request token, authorize, access token), HMAC-SHA1.
+    OAuth1,
+}
+
 /// How the client authenticates at the token (and revoke) endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -47,6 +58,10 @@ pub struct ProviderSpec {
     pub id: &'static str,
     /// Name for people (`GitHub`).
     pub display_name: &'static str,
+    /// OAuth 2.0 or OAuth 1.0a.
+    pub protocol: Protocol,
+    /// OAuth 1.0a temporary-credentials (request token) endpoint.
+    pub request_token_url: Option<&'static str>,
     /// Authorization endpoint (empty when configuration must supply it).
     pub authorize_url: &'static str,
     /// Token endpoint (empty when configuration must supply it).
@@ -83,6 +98,8 @@ impl ProviderSpec {
         Self {
             id,
             display_name,
+            protocol: Protocol::OAuth2,
+            request_token_url: None,
             authorize_url: "",
             token_url: "",
             userinfo_url: None,
@@ -98,6 +115,15 @@ impl ProviderSpec {
             account_name_field: "name",
             requires_client_secret: true,
         }
+    }
+}
+
+impl ProviderSpec {
+    /// A spec for an OAuth 1.0a provider: `token_url` is the access-token endpoint,
+    /// `authorize_url` the page the user is sent to, `revoke_url` an optional signed
+    /// invalidation endpoint.
+    pub const fn oauth1(id: &'static str, display_name: &'static str) -> Self {
+        Self { protocol: Protocol::OAuth1, pkce: PkceMode::None, default_scopes: &[], ..Self::oauth2(id, display_name) }
     }
 }
 
@@ -181,9 +207,37 @@ pub trait Provider: Send + Sync + 'static {
         defaults::fetch_account(ctx, tokens).await
     }
 
-    /// Revokes the grant at the provider (RFC 7009 by default).
+    /// Revokes the grant at the provider (RFC 7009 by default; for OAuth 1.0a a signed POST to
+    /// `revoke_url`).
     async fn revoke(&self, ctx: &ProviderContext<'_>, tokens: &TokenSet) -> Result<RevokeOutcome> {
-        defaults::revoke(ctx, tokens).await
+        match self.spec().protocol {
+            Protocol::OAuth1 => crate::oauth1::revoke(ctx, tokens).await,
+            _ => defaults::revoke(ctx, tokens).await,
+        }
+    }
+
+    /// OAuth 1.0a step 1: temporary credentials (request token) with our callback.
+    async fn oauth1_request_token(&self, ctx: &ProviderContext<'_>) -> Result<crate::oauth1::TemporaryCredentials> {
+        crate::oauth1::request_token(ctx).await
+    }
+
+    /// OAuth 1.0a step 2: where to send the browser for a request token.
+    fn oauth1_authorize_url(&self, ctx: &ProviderContext<'_>, request_token: &str) -> Result<Url> {
+        let mut url = ctx.settings.authorize_url.clone();
+        url.query_pairs_mut().append_pair("oauth_token", request_token);
+        Ok(url)
+    }
+
+    /// OAuth 1.0a step 3: exchanges the verifier for the token and its secret. Non-secret
+    /// fields of the answer (e.g. `user_id`, `screen_name`) land in [`TokenSet::extra`].
+    async fn oauth1_access_token(
+        &self,
+        ctx: &ProviderContext<'_>,
+        request_token: &str,
+        request_secret: &SecretString,
+        verifier: &str,
+    ) -> Result<TokenSet> {
+        crate::oauth1::access_token(ctx, request_token, request_secret, verifier).await
     }
 }
 

@@ -133,6 +133,32 @@ impl ConfiguredProvider {
         self.provider.fetch_account(&self.ctx(http), tokens).await
     }
 
+    /// See [`Provider::oauth1_request_token`].
+    pub async fn oauth1_request_token(&self, http: &reqwest::Client) -> Result<crate::oauth1::TemporaryCredentials> {
+        self.provider.oauth1_request_token(&self.ctx(http)).await
+    }
+
+    /// See [`Provider::oauth1_authorize_url`].
+    pub fn oauth1_authorize_url(&self, http: &reqwest::Client, request_token: &str) -> Result<Url> {
+        self.provider.oauth1_authorize_url(&self.ctx(http), request_token)
+    }
+
+    /// See [`Provider::oauth1_access_token`].
+    pub async fn oauth1_access_token(
+        &self,
+        http: &reqwest::Client,
+        request_token: &str,
+        request_secret: &SecretString,
+        verifier: &str,
+    ) -> Result<TokenSet> {
+        self.provider.oauth1_access_token(&self.ctx(http), request_token, request_secret, verifier).await
+    }
+
+    /// The protocol the provider speaks.
+    pub fn protocol(&self) -> super::Protocol {
+        self.provider.spec().protocol
+    }
+
     /// See [`Provider::revoke`].
     pub async fn revoke(&self, http: &reqwest::Client, tokens: &TokenSet) -> Result<RevokeOutcome> {
         self.provider.revoke(&self.ctx(http), tokens).await
