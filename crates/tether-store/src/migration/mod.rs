@@ -1,0 +1,53 @@
+//! Schema migrations (sea-orm-migration), portable across SQLite, PostgreSQL and MariaDB/MySQL.
+//!
+//! Applied migrations are recorded in `tether_migrations` (not sea-orm's default
+//! `seaql_migrations`), so Tether can share a database with an application that runs its own
+//! sea-orm migrations.
+
+use sea_orm_migration::prelude::*;
+
+mod m20261122_000001_create_tables;
+
+/// Column lengths of indexed `VARCHAR` columns, enforced by the store before writing.
+///
+/// On MySQL/MariaDB (utf8mb4, 4 bytes per character) one index key may use at most 3072 bytes,
+/// i.e. 768 characters in total over its columns.
+pub mod limits {
+    /// `connections.owner`, `auth_flows.owner` (an [`OwnerId`](tether_core::OwnerId) is at
+    /// most 255 bytes).
+    pub const OWNER: usize = 255;
+    /// `provider` columns (a [`ProviderId`](tether_core::ProviderId) is at most 64 characters).
+    pub const PROVIDER: usize = 64;
+    /// `connections.account_id`.
+    pub const ACCOUNT_ID: usize = 255;
+    /// `connections.status`.
+    pub const STATUS: usize = 32;
+    /// `connections.token_type`.
+    pub const TOKEN_TYPE: usize = 32;
+    /// `connections.lease_holder`.
+    pub const LEASE_HOLDER: usize = 255;
+    /// SHA-256 hex hashes (`link_token_hash`, `state_hash`, `browser_binding_hash`).
+    pub const HASH: usize = 64;
+    /// `events.kind`.
+    pub const EVENT_KIND: usize = 32;
+    /// UUID strings.
+    pub const UUID: usize = 36;
+
+    // The unique key (owner, provider, account_id) must fit MySQL's 3072-byte key limit.
+    const _: () = assert!((OWNER + PROVIDER + ACCOUNT_ID) * 4 <= 3072);
+}
+
+/// Tether's migrations.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261122_000001_create_tables::Migration)]
+    }
+
+    fn migration_table_name() -> DynIden {
+        "tether_migrations".into_iden()
+    }
+}

@@ -1,0 +1,424 @@
+//! [`ConnectionStore`] for [`SeaStore`].
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use tether_core::{
+    AccountIdentity, Connection, ConnectionFilter, ConnectionId, ConnectionStatus, ConnectionStore, Error,
+    LeaseOutcome, NewConnection, OwnerId, ProviderId, Result, SecretString, StoredTokens, TokenSet,
+};
+
+use super::names::{ACCESS_TOKEN, CONNECTIONS, REFRESH_TOKEN, TOKEN_SECRET};
+use super::{SeaStore, check_len, json_list, ms, parse_list, time, time_opt};
+use crate::entity::connection::{self, Column, Entity};
+use crate::error::{corrupt, db_err, is_retryable_conflict};
+use crate::migration::limits;
+
+/// How often an upsert is retried after losing a race with a concurrent one.
+const UPSERT_ATTEMPTS: usize = 4;
+/// Longest `last_error` kept (it is for people; provider bodies can be long).
+const LAST_ERROR_MAX: usize = 2000;
+
+fn not_found(id: ConnectionId) -> Error {
+    Error::NotFound { what: "connection", id: id.to_string() }
+}
+
+fn clip_error(message: Option<&str>) -> Option<String> {
+    message.map(|m| m.chars().take(LAST_ERROR_MAX).collect())
+}
+
+/// The token extras as stored: NULL when there are none.
+fn extra_json(tokens: &TokenSet) -> Result<Option<String>> {
+    if tokens.extra.is_empty() {
+        return Ok(None);
+    }
+    serde_json::to_string(&tokens.extra).map(Some).map_err(|e| Error::Store(format!("encoding token extras: {e}")))
+}
+
+fn to_connection(row: &connection::Model) -> Result<Connection> {
+    let t = CONNECTIONS;
+    Ok(Connection {
+        id: ConnectionId::parse(&row.id).map_err(|_| corrupt(t, "id", "not a UUID"))?,
+        owner: OwnerId::parse(&row.owner).map_err(|e| corrupt(t, "owner", e))?,
+        provider: ProviderId::parse(&row.provider).map_err(|e| corrupt(t, "provider", e))?,
+        account: AccountIdentity { id: row.account_id.clone(), name: row.account_name.clone() },
+        scopes: parse_list(t, "scopes", &row.scopes)?,
+        status: row.status.parse::<ConnectionStatus>().map_err(|e| corrupt(t, "status", e))?,
+        expires_at: time_opt(t, "expires_at", row.expires_at)?,
+        has_refresh_token: row.refresh_token.is_some(),
+        created_at: time(t, "created_at", row.created_at)?,
+        updated_at: time(t, "updated_at", row.updated_at)?,
+        last_refreshed_at: time_opt(t, "last_refreshed_at", row.last_refreshed_at)?,
+        last_error: row.last_error.clone(),
+    })
+}
+
+/// The secret columns of a connection row, sealed for that row.
+struct SealedTokens {
+    access: String,
+    refresh: Option<String>,
+    secret: Option<String>,
+}
+
+impl SeaStore {
+    /// Seals the secrets of `tokens` for row `id`.
+    fn seal_tokens(&self, id: &str, tokens: &TokenSet) -> Result<SealedTokens> {
+        let optional = |value: &Option<SecretString>, column| {
+            value.as_ref().map(|v| self.seal(CONNECTIONS, id, column, v)).transpose()
+        };
+        Ok(SealedTokens {
+            access: self.seal(CONNECTIONS, id, ACCESS_TOKEN, &tokens.access_token)?,
+            refresh: optional(&tokens.refresh_token, REFRESH_TOKEN)?,
+            secret: optional(&tokens.token_secret, TOKEN_SECRET)?,
+        })
+    }
+
+    /// One attempt of an upsert. `Ok(None)`: lost a race with a concurrent transaction, retry.
+    async fn try_upsert(&self, new: &NewConnection) -> Result<Option<(Connection, bool)>> {
+        let context = "storing a connection";
+        let txn = self.begin_write().await?;
+        let existing = Entity::find()
+            .filter(Column::Owner.eq(new.owner.as_str()))
+            .filter(Column::Provider.eq(new.provider.as_str()))
+            .filter(Column::AccountId.eq(new.account.id.as_str()))
+            .one(&txn)
+            .await
+            .map_err(db_err(context))?;
+        let now = ms(Utc::now());
+        let (id, created) = match existing {
+            Some(row) => (row.id, false),
+            None => (ConnectionId::new().to_string(), true),
+        };
+        let sealed = self.seal_tokens(&id, &new.tokens)?;
+        let mut row = connection::ActiveModel {
+            account_name: Set(new.account.name.clone()),
+            scopes: Set(json_list(&new.scopes)?),
+            status: Set(ConnectionStatus::Active.as_str().to_owned()),
+            access_token: Set(Some(sealed.access)),
+            refresh_token: Set(sealed.refresh),
+            token_secret: Set(sealed.secret),
+            token_type: Set(new.tokens.token_type.clone()),
+            expires_at: Set(new.tokens.expires_at.map(ms)),
+            refresh_token_expires_at: Set(new.tokens.refresh_token_expires_at.map(ms)),
+            token_extra: Set(extra_json(&new.tokens)?),
+            lease_holder: Set(None),
+            lease_until: Set(None),
+            updated_at: Set(now),
+            last_error: Set(None),
+            ..Default::default()
+        };
+        if created {
+            row.id = Set(id.clone());
+            row.owner = Set(new.owner.as_str().to_owned());
+            row.provider = Set(new.provider.as_str().to_owned());
+            row.account_id = Set(new.account.id.clone());
+            row.version = Set(1);
+            row.created_at = Set(now);
+            row.last_refreshed_at = Set(None);
+            match Entity::insert(row).exec_without_returning(&txn).await {
+                Ok(_) => {}
+                Err(e) if is_retryable_conflict(&e) => {
+                    tracing::debug!(error = %e, "connection upsert raced with another; retrying");
+                    let _ = txn.rollback().await;
+                    return Ok(None);
+                }
+                Err(e) => return Err(db_err(context)(e)),
+            }
+        } else {
+            let result = Entity::update_many()
+                .set(row)
+                .col_expr(Column::Version, Expr::col(Column::Version).add(1))
+                .filter(Column::Id.eq(id.as_str()))
+                .exec(&txn)
+                .await;
+            match result {
+                Ok(_) => {}
+                Err(e) if is_retryable_conflict(&e) => {
+                    tracing::debug!(error = %e, "connection upsert raced with another; retrying");
+                    let _ = txn.rollback().await;
+                    return Ok(None);
+                }
+                Err(e) => return Err(db_err(context)(e)),
+            }
+        }
+        let row = Entity::find_by_id(id.as_str())
+            .one(&txn)
+            .await
+            .map_err(db_err(context))?
+            .ok_or_else(|| Error::Store("the stored connection vanished".into()))?;
+        match txn.commit().await {
+            Ok(()) => {}
+            Err(e) if is_retryable_conflict(&e) => return Ok(None),
+            Err(e) => return Err(db_err(context)(e)),
+        }
+        Ok(Some((to_connection(&row)?, created)))
+    }
+
+    async fn row(&self, id: ConnectionId, context: &str) -> Result<Option<connection::Model>> {
+        Entity::find_by_id(id.to_string()).one(&self.db).await.map_err(db_err(context))
+    }
+}
+
+#[async_trait]
+impl ConnectionStore for SeaStore {
+    async fn upsert_connection(&self, new: NewConnection) -> Result<(Connection, bool)> {
+        if new.account.id.is_empty() {
+            return Err(Error::InvalidInput("the account id is empty".into()));
+        }
+        check_len("the owner", new.owner.as_str(), limits::OWNER)?;
+        check_len("the provider id", new.provider.as_str(), limits::PROVIDER)?;
+        check_len("the provider account id", &new.account.id, limits::ACCOUNT_ID)?;
+        check_len("the token type", &new.tokens.token_type, limits::TOKEN_TYPE)?;
+        for _ in 0..UPSERT_ATTEMPTS {
+            if let Some(done) = self.try_upsert(&new).await? {
+                return Ok(done);
+            }
+        }
+        Err(Error::Store(format!(
+            "storing the connection conflicted with concurrent writers {UPSERT_ATTEMPTS} times; try again"
+        )))
+    }
+
+    async fn connection(&self, id: ConnectionId) -> Result<Option<Connection>> {
+        self.row(id, "reading a connection").await?.as_ref().map(to_connection).transpose()
+    }
+
+    async fn list_connections(&self, filter: &ConnectionFilter) -> Result<Vec<Connection>> {
+        let mut query = Entity::find();
+        if let Some(owner) = &filter.owner {
+            query = query.filter(Column::Owner.eq(owner.as_str()));
+        }
+        if let Some(provider) = &filter.provider {
+            query = query.filter(Column::Provider.eq(provider.as_str()));
+        }
+        if let Some(status) = filter.status {
+            query = query.filter(Column::Status.eq(status.as_str()));
+        }
+        query
+            .order_by_desc(Column::CreatedAt)
+            .order_by_desc(Column::Id)
+            .limit(filter.limit)
+            .all(&self.db)
+            .await
+            .map_err(db_err("listing connections"))?
+            .iter()
+            .map(to_connection)
+            .collect()
+    }
+
+    async fn tokens(&self, id: ConnectionId) -> Result<Option<StoredTokens>> {
+        let Some(row) = self.row(id, "reading tokens").await? else {
+            return Ok(None);
+        };
+        let Some(access) = row.access_token.as_deref() else {
+            return Ok(None);
+        };
+        let t = CONNECTIONS;
+        let access_token = self.open(t, &row.id, ACCESS_TOKEN, access)?;
+        let refresh_token =
+            row.refresh_token.as_deref().map(|rt| self.open(t, &row.id, REFRESH_TOKEN, rt)).transpose()?;
+        let token_secret = row.token_secret.as_deref().map(|ts| self.open(t, &row.id, TOKEN_SECRET, ts)).transpose()?;
+        let extra = match row.token_extra.as_deref() {
+            None => serde_json::Map::new(),
+            Some(text) => serde_json::from_str(text).map_err(|e| corrupt(t, "token_extra", e))?,
+        };
+        Ok(Some(StoredTokens {
+            tokens: TokenSet {
+                access_token,
+                token_type: row.token_type.clone(),
+                refresh_token,
+                token_secret,
+                expires_at: time_opt(t, "expires_at", row.expires_at)?,
+                refresh_token_expires_at: time_opt(t, "refresh_token_expires_at", row.refresh_token_expires_at)?,
+                scopes: Some(parse_list(t, "scopes", &row.scopes)?),
+                extra,
+            },
+            version: row.version,
+        }))
+    }
+
+    async fn try_acquire_refresh_lease(
+        &self,
+        id: ConnectionId,
+        holder: &str,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<LeaseOutcome> {
+        if holder.is_empty() {
+            return Err(Error::InvalidInput("the lease holder is empty".into()));
+        }
+        check_len("the lease holder", holder, limits::LEASE_HOLDER)?;
+        let context = "taking the refresh lease";
+        // One conditional UPDATE: atomic on every database, no row locks needed.
+        let taken = Entity::update_many()
+            .col_expr(Column::LeaseHolder, Expr::value(holder))
+            .col_expr(Column::LeaseUntil, Expr::value(ms(until)))
+            .filter(Column::Id.eq(id.to_string()))
+            .filter(
+                Condition::any()
+                    .add(Column::LeaseHolder.is_null())
+                    .add(Column::LeaseUntil.is_null())
+                    .add(Column::LeaseUntil.lt(ms(now))),
+            )
+            .exec(&self.db)
+            .await
+            .map_err(db_err(context))?;
+        if taken.rows_affected == 1 {
+            return Ok(LeaseOutcome::Acquired);
+        }
+        let row = Entity::find_by_id(id.to_string())
+            .select_only()
+            .column(Column::LeaseUntil)
+            .into_tuple::<Option<i64>>()
+            .one(&self.db)
+            .await
+            .map_err(db_err(context))?
+            .ok_or_else(|| not_found(id))?;
+        // Released between the UPDATE and this read: report it held until now, so the caller
+        // simply tries again.
+        let until = time_opt(CONNECTIONS, "lease_until", row)?.unwrap_or(now);
+        Ok(LeaseOutcome::Held { until })
+    }
+
+    async fn complete_refresh(
+        &self,
+        id: ConnectionId,
+        holder: &str,
+        tokens: &TokenSet,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        check_len("the token type", &tokens.token_type, limits::TOKEN_TYPE)?;
+        let row_id = id.to_string();
+        let sealed = self.seal_tokens(&row_id, tokens)?;
+        let mut update = connection::ActiveModel {
+            access_token: Set(Some(sealed.access)),
+            refresh_token: Set(sealed.refresh),
+            token_secret: Set(sealed.secret),
+            token_type: Set(tokens.token_type.clone()),
+            expires_at: Set(tokens.expires_at.map(ms)),
+            refresh_token_expires_at: Set(tokens.refresh_token_expires_at.map(ms)),
+            token_extra: Set(extra_json(tokens)?),
+            status: Set(ConnectionStatus::Active.as_str().to_owned()),
+            last_refreshed_at: Set(Some(ms(now))),
+            last_error: Set(None),
+            lease_holder: Set(None),
+            lease_until: Set(None),
+            updated_at: Set(ms(now)),
+            ..Default::default()
+        };
+        if let Some(scopes) = &tokens.scopes {
+            update.scopes = Set(json_list(scopes)?);
+        }
+        // Persisting the tokens and releasing the lease is one conditional UPDATE: nothing is
+        // written unless `holder` still holds the lease.
+        let done = Entity::update_many()
+            .set(update)
+            .col_expr(Column::Version, Expr::col(Column::Version).add(1))
+            .filter(Column::Id.eq(row_id.as_str()))
+            .filter(Column::LeaseHolder.eq(holder))
+            .exec(&self.db)
+            .await
+            .map_err(db_err("storing refreshed tokens"))?;
+        Ok(done.rows_affected == 1)
+    }
+
+    async fn release_refresh_lease(
+        &self,
+        id: ConnectionId,
+        holder: &str,
+        status: ConnectionStatus,
+        last_error: Option<&str>,
+    ) -> Result<()> {
+        let done = Entity::update_many()
+            .set(connection::ActiveModel {
+                status: Set(status.as_str().to_owned()),
+                last_error: Set(clip_error(last_error)),
+                lease_holder: Set(None),
+                lease_until: Set(None),
+                updated_at: Set(ms(Utc::now())),
+                ..Default::default()
+            })
+            .filter(Column::Id.eq(id.to_string()))
+            .filter(Column::LeaseHolder.eq(holder))
+            .exec(&self.db)
+            .await
+            .map_err(db_err("releasing the refresh lease"))?;
+        if done.rows_affected == 0 {
+            tracing::debug!(connection = %id, "refresh lease was no longer held; nothing released");
+        }
+        Ok(())
+    }
+
+    async fn due_for_refresh(
+        &self,
+        before: DateTime<Utc>,
+        now: DateTime<Utc>,
+        limit: u64,
+    ) -> Result<Vec<ConnectionId>> {
+        let ids: Vec<String> = Entity::find()
+            .select_only()
+            .column(Column::Id)
+            .filter(Column::Status.eq(ConnectionStatus::Active.as_str()))
+            .filter(Column::AccessToken.is_not_null())
+            .filter(Column::ExpiresAt.is_not_null())
+            .filter(Column::ExpiresAt.lt(ms(before)))
+            .filter(
+                Condition::any()
+                    .add(Column::LeaseHolder.is_null())
+                    .add(Column::LeaseUntil.is_null())
+                    .add(Column::LeaseUntil.lt(ms(now))),
+            )
+            .order_by_asc(Column::ExpiresAt)
+            .order_by_asc(Column::Id)
+            .limit(limit)
+            .into_tuple()
+            .all(&self.db)
+            .await
+            .map_err(db_err("listing connections due for refresh"))?;
+        ids.iter().map(|id| ConnectionId::parse(id).map_err(|_| corrupt(CONNECTIONS, "id", "not a UUID"))).collect()
+    }
+
+    async fn set_status(&self, id: ConnectionId, status: ConnectionStatus, last_error: Option<&str>) -> Result<()> {
+        let done = Entity::update_many()
+            .set(connection::ActiveModel {
+                status: Set(status.as_str().to_owned()),
+                last_error: Set(clip_error(last_error)),
+                updated_at: Set(ms(Utc::now())),
+                ..Default::default()
+            })
+            .filter(Column::Id.eq(id.to_string()))
+            .exec(&self.db)
+            .await
+            .map_err(db_err("setting a connection's status"))?;
+        // MySQL counts matched rows too (sqlx connects with CLIENT_FOUND_ROWS).
+        if done.rows_affected == 0 {
+            return Err(not_found(id));
+        }
+        Ok(())
+    }
+
+    async fn disconnect(&self, id: ConnectionId) -> Result<()> {
+        let done = Entity::update_many()
+            .set(connection::ActiveModel {
+                status: Set(ConnectionStatus::Disconnected.as_str().to_owned()),
+                access_token: Set(None),
+                refresh_token: Set(None),
+                token_secret: Set(None),
+                token_extra: Set(None),
+                lease_holder: Set(None),
+                lease_until: Set(None),
+                updated_at: Set(ms(Utc::now())),
+                ..Default::default()
+            })
+            .col_expr(Column::Version, Expr::col(Column::Version).add(1))
+            .filter(Column::Id.eq(id.to_string()))
+            .exec(&self.db)
+            .await
+            .map_err(db_err("disconnecting a connection"))?;
+        if done.rows_affected == 0 {
+            return Err(not_found(id));
+        }
+        Ok(())
+    }
+}
