@@ -54,6 +54,23 @@ impl Backend {
     }
 }
 
+impl Backend {
+    /// Drops a database made by [`fresh_database`](Self::fresh_database) (best effort; a
+    /// failed test leaves its database for inspection).
+    pub async fn drop_database(self, database_url: &str) {
+        let var = match self {
+            Backend::Sqlite => return,
+            Backend::Postgres => "TETHER_TEST_POSTGRES_URL",
+            Backend::Mysql => "TETHER_TEST_MYSQL_URL",
+        };
+        if let Ok(admin) = std::env::var(var)
+            && let Err(e) = tether_store::testing::drop_database(&admin, database_url).await
+        {
+            eprintln!("could not drop {database_url}: {e}");
+        }
+    }
+}
+
 /// A running server with its mock provider.
 pub struct Harness {
     /// The server.
@@ -240,11 +257,17 @@ macro_rules! e2e_test {
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                if let Some(db) = $crate::Backend::Postgres.fresh_database().await { run(db).await }
+                if let Some(db) = $crate::Backend::Postgres.fresh_database().await {
+                    run(db.clone()).await;
+                    $crate::Backend::Postgres.drop_database(&db).await;
+                }
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn mysql() {
-                if let Some(db) = $crate::Backend::Mysql.fresh_database().await { run(db).await }
+                if let Some(db) = $crate::Backend::Mysql.fresh_database().await {
+                    run(db.clone()).await;
+                    $crate::Backend::Mysql.drop_database(&db).await;
+                }
             }
         }
     };

@@ -73,6 +73,19 @@ pub trait ConnectionStore: Send + Sync {
     /// whose lease is free at `now`, soonest first.
     async fn due_for_refresh(&self, before: DateTime<Utc>, now: DateTime<Utc>, limit: u64)
     -> Result<Vec<ConnectionId>>;
+    /// How many connections have each status (for metrics). The default counts a listing;
+    /// stores should override it with an aggregate query.
+    async fn count_by_status(&self) -> Result<Vec<(ConnectionStatus, u64)>> {
+        let all = self.list_connections(&ConnectionFilter::default()).await?;
+        let mut counts: Vec<(ConnectionStatus, u64)> = Vec::new();
+        for c in all {
+            match counts.iter_mut().find(|(s, _)| *s == c.status) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((c.status, 1)),
+            }
+        }
+        Ok(counts)
+    }
     /// Sets the status (and last error) of a connection.
     async fn set_status(&self, id: ConnectionId, status: ConnectionStatus, last_error: Option<&str>) -> Result<()>;
     /// Deletes the connection's secrets and marks it disconnected.

@@ -17,6 +17,18 @@ use crate::config::redact_url;
 // The facade links every built-in provider so inventory sees them.
 use tether as _;
 
+/// `/readyz`: the database answers and every migration is applied.
+struct StoreReadiness(SeaStore);
+
+#[async_trait::async_trait]
+impl tether_web::Readiness for StoreReadiness {
+    async fn check(&self) -> Result<(), String> {
+        self.0.ping().await.map_err(|e| format!("database unreachable: {e}"))?;
+        let pending = self.0.pending_migrations().await.map_err(|e| format!("cannot read migrations: {e}"))?;
+        if pending.is_empty() { Ok(()) } else { Err(format!("{} migration(s) pending", pending.len())) }
+    }
+}
+
 /// Options of `tether serve` that are not configuration.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ServeOptions {
@@ -101,8 +113,10 @@ pub async fn start(mut config: Config, options: ServeOptions) -> anyhow::Result<
     let local_addr = listener.local_addr()?;
     let public_url = config.public_url(local_addr)?;
     let store = open_store(&config).await?;
+    let readiness: Arc<dyn tether_web::Readiness> = Arc::new(StoreReadiness(store.clone()));
     let engine = build_engine(&config, store, public_url.clone())?;
-    let state = WebState { engine: engine.clone(), api_keys, demo };
+    tether_web::metrics_handle();
+    let state = WebState { engine: engine.clone(), api_keys, demo, readiness: Some(readiness) };
     let mut server = HttpServer::new(move || {
         App::new().wrap(tether_web::request_logger()).configure(|c| tether_web::configure(c, &state))
     })

@@ -15,16 +15,11 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         web::scope("")
             .wrap(middleware::browser_headers())
             .route("/", web::get().to(index))
-            .route("/healthz", web::get().to(healthz))
             .route("/try", web::post().to(try_demo))
             .route("/connect/{token}", web::get().to(connect))
             .route("/callback/{provider}", web::get().to(callback))
             .default_service(web::to(crate::error::not_found)),
     );
-}
-
-async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().content_type("text/plain").body("ok")
 }
 
 async fn index(state: web::Data<WebState>) -> HttpResponse {

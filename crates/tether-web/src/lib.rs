@@ -10,6 +10,7 @@ mod auth;
 mod browser;
 mod error;
 mod middleware;
+mod ops;
 mod pages;
 
 use actix_web::web;
@@ -17,6 +18,7 @@ use tether_core::Tether;
 
 pub use auth::ApiKeys;
 pub use error::{ApiError, PageError};
+pub use ops::{Readiness, metrics_handle};
 pub use tether_testkit::MockProvider as DemoAuthorizationServer;
 
 /// Everything the handlers need. Cheap to clone.
@@ -28,6 +30,8 @@ pub struct WebState {
     pub api_keys: ApiKeys,
     /// The demo authorization server mounted at `/demo` (only with `--demo`).
     pub demo: Option<DemoAuthorizationServer>,
+    /// Database readiness for `/readyz` (`None`: always ready).
+    pub readiness: Option<std::sync::Arc<dyn Readiness>>,
 }
 
 impl std::fmt::Debug for WebState {
@@ -46,7 +50,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: &WebState) {
         .app_data(error::json_config())
         .app_data(error::query_config())
         .app_data(error::path_config())
-        .service(api::scope());
+        .service(api::scope())
+        .configure(ops::configure);
     if let Some(demo) = &state.demo {
         let demo = demo.clone();
         cfg.service(web::scope("/demo").wrap(middleware::browser_headers()).configure(move |c| demo.configure(c)));

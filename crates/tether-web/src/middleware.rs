@@ -61,23 +61,36 @@ where
             .map(str::to_owned)
             .or_else(|| tether_core::random_token(12).ok())
             .unwrap_or_default();
-        let fut = self.service.call(req);
-        Box::pin(async move {
-            let mut res = fut.await?;
-            let status = res.status().as_u16();
-            if let Ok(v) = HeaderValue::from_str(&request_id) {
-                res.headers_mut().insert(HeaderName::from_static("x-request-id"), v);
-            }
-            tracing::info!(
-                request_id = %request_id,
-                method = %method,
-                path = %path,
-                status,
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "request"
-            );
-            Ok(res)
-        })
+        let span = tracing::info_span!("http", request_id = %request_id);
+        let fut = {
+            let _entered = span.enter();
+            self.service.call(req)
+        };
+        Box::pin(tracing::Instrument::instrument(
+            async move {
+                let mut res = fut.await?;
+                let status = res.status().as_u16();
+                // The route pattern, not the path: bounded label cardinality.
+                let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+                let labels = [("method", method.clone()), ("route", route), ("status", status.to_string())];
+                metrics::counter!("tether_http_requests_total", &labels).increment(1);
+                metrics::histogram!("tether_http_request_duration_seconds", &labels[..2])
+                    .record(started.elapsed().as_secs_f64());
+                if let Ok(v) = HeaderValue::from_str(&request_id) {
+                    res.headers_mut().insert(HeaderName::from_static("x-request-id"), v);
+                }
+                tracing::info!(
+                    request_id = %request_id,
+                    method = %method,
+                    path = %path,
+                    status,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "request"
+                );
+                Ok(res)
+            },
+            span,
+        ))
     }
 }
 

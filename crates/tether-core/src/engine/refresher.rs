@@ -34,6 +34,19 @@ impl Tether {
         let now = Utc::now();
         let before = now + chrono::Duration::from_std(settings.lead_time).unwrap_or(chrono::Duration::MAX);
         let due = self.inner.store.due_for_refresh(before, now, settings.batch).await?;
+        metrics::gauge!("tether_refresher_due_connections").set(due.len() as f64);
+        // Lag: how far past its renewal deadline (expiry minus lead time) the most urgent due
+        // connection is. Zero when the refresher keeps up.
+        let lag = match due.first() {
+            Some(id) => match self.inner.store.connection(*id).await {
+                Ok(Some(c)) => c
+                    .expires_at
+                    .map_or(0.0, |e| ((now - (e - (before - now))).num_milliseconds() as f64 / 1000.0).max(0.0)),
+                _ => 0.0,
+            },
+            None => 0.0,
+        };
+        metrics::gauge!("tether_refresher_lag_seconds").set(lag);
         let permits = Arc::new(tokio::sync::Semaphore::new(settings.concurrency.max(1)));
         let mut tasks = tokio::task::JoinSet::new();
         for id in due {

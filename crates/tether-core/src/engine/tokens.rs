@@ -212,6 +212,8 @@ impl Tether {
             match self.inner.store.try_acquire_refresh_lease(id, &self.inner.holder_id, until, now).await? {
                 LeaseOutcome::Acquired => break stored,
                 LeaseOutcome::Held { .. } => {
+                    metrics::counter!("tether_refresh_lease_contention_total", "provider" => provider.id.to_string())
+                        .increment(1);
                     if started.elapsed() > settings.lease_wait {
                         return serve_or_unavailable(
                             id,
@@ -240,7 +242,18 @@ impl Tether {
         let id = conn.id;
         let holder = &self.inner.holder_id;
         let store = &self.inner.store;
-        match provider.refresh(&self.inner.http, &stored.tokens).await {
+        let started = std::time::Instant::now();
+        let result = provider.refresh(&self.inner.http, &stored.tokens).await;
+        let outcome = match &result {
+            Ok(_) => "success",
+            Err(Error::Provider { kind: ProviderErrorKind::InvalidGrant, .. }) => "invalid_grant",
+            Err(Error::Provider { kind: ProviderErrorKind::Temporary { .. }, .. }) => "temporary_failure",
+            Err(_) => "failure",
+        };
+        let labels = [("provider", provider.id.to_string()), ("outcome", outcome.to_owned())];
+        metrics::counter!("tether_refreshes_total", &labels).increment(1);
+        metrics::histogram!("tether_refresh_duration_seconds", &labels).record(started.elapsed().as_secs_f64());
+        match result {
             Ok(new_tokens) => {
                 if !store.complete_refresh(id, holder, &new_tokens, Utc::now()).await? {
                     // The lease expired while the provider answered and someone else took it:

@@ -234,12 +234,11 @@ pub fn parse_account(
 pub(super) async fn fetch_account(ctx: &ProviderContext<'_>, tokens: &TokenSet) -> Result<AccountIdentity> {
     // Some token answers name the account themselves (OAuth 1.0a `user_id`, Meta `user_id`).
     let in_token = serde_json::Value::Object(tokens.extra.clone());
-    if ctx.settings.userinfo_url.is_none() {
-        if let Ok(account) =
+    if ctx.settings.userinfo_url.is_none()
+        && let Ok(account) =
             parse_account(ctx.id.as_str(), &in_token, &ctx.settings.account_id_field, &ctx.settings.account_name_field)
-        {
-            return Ok(account);
-        }
+    {
+        return Ok(account);
     }
     let url = ctx.settings.userinfo_url.as_ref().ok_or_else(|| {
         Error::Config(format!("providers.{}.userinfo_url is missing: it is needed to identify the account", ctx.id))
