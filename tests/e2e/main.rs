@@ -8,5 +8,6 @@ mod connect_flow;
 mod flow_rejections;
 mod github;
 mod lifecycle;
+mod proxy;
 mod replicas;
 mod twitter;

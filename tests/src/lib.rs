@@ -129,11 +129,12 @@ impl Harness {
             )
         } else {
             format!(
-                "authorize_url = \"{}\"\ntoken_url = \"{}\"\nuserinfo_url = \"{}\"\nrevoke_url = \"{}\"\naccount_id_field = \"sub\"\naccount_name_field = \"preferred_username\"\n",
+                "authorize_url = \"{}\"\ntoken_url = \"{}\"\nuserinfo_url = \"{}\"\nrevoke_url = \"{}\"\naccount_id_field = \"sub\"\naccount_name_field = \"preferred_username\"\napi_base_url = \"{}\"\n",
                 mock.url("authorize"),
                 mock.url("token"),
                 mock.url("userinfo"),
                 mock.url("revoke"),
+                mock.base_url,
             )
         };
         let toml = format!(

@@ -23,6 +23,7 @@ pub(crate) fn scope() -> Scope {
         .route("/connections/{id}/token", web::get().to(get_token))
         .route("/connections/{id}/refresh", web::post().to(refresh))
         .route("/connections/{id}/events", web::get().to(list_events))
+        .route("/proxy/{id}/{path:.*}", web::route().to(crate::proxy::forward))
 }
 
 fn ok_json<T: Serialize>(status: StatusCode, body: &T) -> HttpResponse {

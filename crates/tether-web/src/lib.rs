@@ -12,6 +12,7 @@ mod error;
 mod middleware;
 mod ops;
 mod pages;
+mod proxy;
 
 use actix_web::web;
 use tether_core::Tether;

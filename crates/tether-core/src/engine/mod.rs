@@ -1,5 +1,6 @@
 //! The engine: connect sessions, the authorization-code flow, and fresh tokens.
 
+mod authorize;
 mod connect;
 mod refresher;
 mod tokens;

@@ -1,0 +1,41 @@
+//! Authorizing calls to a provider's API for a connection (used by the HTTP proxy and by
+//! library users who make their own requests).
+
+use url::Url;
+
+use super::Tether;
+use crate::{ConnectionId, Error, ExposeSecret, Protocol, Result};
+
+impl Tether {
+    /// The provider API base URL of a connection (`api_base_url`).
+    pub async fn api_base_url(&self, id: ConnectionId) -> Result<Url> {
+        let conn = self.connection(id).await?;
+        let provider = self.provider(conn.provider.as_str())?;
+        provider.settings.api_base_url.clone().ok_or_else(|| {
+            Error::InvalidInput(format!(
+                "provider `{}` has no api_base_url; set providers.{}.api_base_url",
+                provider.id, provider.id
+            ))
+        })
+    }
+
+    /// The `Authorization` header value for `method url` on behalf of a connection: a bearer
+    /// token valid for at least the margin (refreshed first when needed, or always when
+    /// `force_refresh`), or an OAuth 1.0a signature over the URL and the form parameters.
+    pub async fn request_authorization(
+        &self,
+        id: ConnectionId,
+        method: &str,
+        url: &Url,
+        form: &[(String, String)],
+        force_refresh: bool,
+    ) -> Result<String> {
+        let conn = self.connection(id).await?;
+        let provider = self.provider(conn.provider.as_str())?;
+        if provider.protocol() == Protocol::OAuth1 {
+            return self.sign_oauth1_request(id, method, url, form).await;
+        }
+        let token = if force_refresh { self.refresh_now(id).await? } else { self.access_token(id).await? };
+        Ok(format!("Bearer {}", token.access_token.expose_secret()))
+    }
+}
