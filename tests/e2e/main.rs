@@ -8,6 +8,7 @@ mod connect_flow;
 mod flow_rejections;
 mod github;
 mod lifecycle;
+mod openapi;
 mod proxy;
 mod replicas;
 mod twitter;

@@ -10,6 +10,7 @@ use crate::{ConnectionId, Error, OwnerId, ProviderId, TokenSet};
 
 /// The account on the provider's side, as proven by the callback.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AccountIdentity {
     /// The provider's stable account id.
     pub id: String,
@@ -20,6 +21,7 @@ pub struct AccountIdentity {
 /// Lifecycle status of a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[non_exhaustive]
 pub enum ConnectionStatus {
     /// Tokens are usable or refreshable.
@@ -64,6 +66,7 @@ impl FromStr for ConnectionStatus {
 
 /// A connection as the API shows it: no secrets.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Connection {
     /// Connection id.
     pub id: ConnectionId,

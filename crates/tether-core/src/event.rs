@@ -10,6 +10,7 @@ use crate::ConnectionId;
 /// What happened to a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[non_exhaustive]
 pub enum EventKind {
     /// A connect flow completed (new connection or reconnection).
@@ -72,6 +73,7 @@ pub struct NewEvent {
 
 /// A recorded event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Event {
     /// Event id (UUID v7, time ordered).
     pub id: uuid::Uuid,

@@ -10,6 +10,7 @@ use crate::{Error, Result};
 /// Identifies a configured provider (`github`, or the table name of a generic provider).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(value_type = String))]
 pub struct ProviderId(String);
 
 impl ProviderId {
@@ -42,6 +43,7 @@ impl fmt::Display for ProviderId {
 /// The application's identifier for one of its users (opaque to Tether).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(value_type = String))]
 pub struct OwnerId(String);
 
 impl OwnerId {
@@ -67,6 +69,7 @@ impl fmt::Display for OwnerId {
 /// Identifies a connection (a UUID v7, so ids sort by creation time).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(value_type = String, format = Uuid))]
 pub struct ConnectionId(Uuid);
 
 impl ConnectionId {

@@ -1,44 +1,88 @@
 //! The JSON API v1.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, Scope, web};
+use actix_web::{HttpResponse, delete, get, post, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tether_core::{
     ConnectSessionRequest, ConnectionFilter, ConnectionId, ConnectionStatus, ExposeSecret, OwnerId, ProviderId,
 };
+use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Authenticated;
 use crate::{ApiError, WebState};
 
 type ApiResult = Result<HttpResponse, ApiError>;
 
-pub(crate) fn scope() -> Scope {
-    web::scope("/v1")
-        .route("/providers", web::get().to(list_providers))
-        .route("/connect-sessions", web::post().to(create_connect_session))
-        .route("/connections", web::get().to(list_connections))
-        .route("/connections/{id}", web::get().to(get_connection))
-        .route("/connections/{id}", web::delete().to(disconnect))
-        .route("/connections/{id}/token", web::get().to(get_token))
-        .route("/connections/{id}/refresh", web::post().to(refresh))
-        .route("/connections/{id}/events", web::get().to(list_events))
-        .route("/proxy/{id}/{path:.*}", web::route().to(crate::proxy::forward))
+/// The `/v1` scope. Every route is registered through `.service()` of a handler that carries
+/// its `#[utoipa::path]`, so the OpenAPI document is generated from exactly the routes served.
+pub(crate) fn scope() -> utoipa_actix_web::scope::Scope<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    utoipa_actix_web::scope("/v1")
+        .service(list_providers)
+        .service(create_connect_session)
+        .service(list_connections)
+        .service(get_connection)
+        .service(disconnect)
+        .service(get_token)
+        .service(refresh)
+        .service(list_events)
+        .service(crate::proxy::forward)
+}
+
+/// The JSON error body of every API error.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ErrorBody {
+    error: ErrorDetail,
+}
+
+/// An error code and message.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ErrorDetail {
+    /// Stable machine-readable code (see docs/http-api.md).
+    code: String,
+    /// Human-readable explanation.
+    message: String,
 }
 
 fn ok_json<T: Serialize>(status: StatusCode, body: &T) -> HttpResponse {
     HttpResponse::build(status).insert_header(("Cache-Control", "no-store")).json(body)
 }
 
-#[derive(Serialize)]
+/// A compiled-in provider.
+#[derive(Serialize, ToSchema)]
 struct ProviderView<'a> {
     id: &'a str,
     display_name: &'a str,
     configured: bool,
+    /// The redirect URI to register at the provider (configured providers only).
     redirect_uri: Option<String>,
     default_scopes: Vec<String>,
 }
 
+/// `GET /v1/providers`.
+#[derive(Serialize, ToSchema)]
+struct ProvidersResponse<'a> {
+    providers: Vec<ProviderView<'a>>,
+}
+
+/// Lists the compiled-in providers and whether each is configured.
+#[utoipa::path(
+    tag = "providers",
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "Providers", body = ProvidersResponse),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+    )
+)]
+#[get("/providers")]
 async fn list_providers(_: Authenticated, state: web::Data<WebState>) -> ApiResult {
     let registry = tether_core::ProviderRegistry::collect()?;
     let mut views: Vec<ProviderView<'_>> = Vec::new();
@@ -65,18 +109,44 @@ async fn list_providers(_: Authenticated, state: web::Data<WebState>) -> ApiResu
         }
     }
     views.sort_by(|a, b| a.id.cmp(b.id));
-    Ok(ok_json(StatusCode::OK, &serde_json::json!({ "providers": views })))
+    Ok(ok_json(StatusCode::OK, &ProvidersResponse { providers: views }))
 }
 
-#[derive(Deserialize)]
+/// `POST /v1/connect-sessions` body.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ConnectSessionBody {
+    /// Your application's id for the user (1-255 characters).
     owner: String,
+    /// Provider id.
     provider: String,
+    /// Where to send the browser afterwards (`connection_id` and `status` are appended).
     return_to: Option<String>,
+    /// Scopes to request instead of the configured ones.
     scopes: Option<Vec<String>>,
 }
 
+/// A created connect session.
+#[derive(Serialize, ToSchema)]
+struct ConnectSessionCreated {
+    id: uuid::Uuid,
+    /// Single-use link to send the user's browser to.
+    connect_url: String,
+    expires_at: DateTime<Utc>,
+}
+
+/// Creates a single-use connect link for one of your users.
+#[utoipa::path(
+    tag = "connections",
+    security(("api_key" = [])),
+    request_body = ConnectSessionBody,
+    responses(
+        (status = 201, description = "Created", body = ConnectSessionCreated),
+        (status = 400, description = "Invalid request, unknown or unconfigured provider", body = ErrorBody),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+    )
+)]
+#[post("/connect-sessions")]
 async fn create_connect_session(
     _: Authenticated,
     state: web::Data<WebState>,
@@ -94,22 +164,46 @@ async fn create_connect_session(
         .await?;
     Ok(ok_json(
         StatusCode::CREATED,
-        &serde_json::json!({
-            "id": created.id,
-            "connect_url": created.connect_url,
-            "expires_at": created.expires_at,
-        }),
+        &ConnectSessionCreated {
+            id: created.id,
+            connect_url: created.connect_url.to_string(),
+            expires_at: created.expires_at,
+        },
     ))
 }
 
-#[derive(Deserialize)]
+/// Filters of `GET /v1/connections`.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Only this owner.
     owner: Option<String>,
+    /// Only this provider.
     provider: Option<String>,
+    /// `active`, `reauth_required` or `disconnected`.
     status: Option<String>,
+    /// At most this many (default 500, max 1000).
     limit: Option<u64>,
 }
 
+/// `GET /v1/connections`.
+#[derive(Serialize, ToSchema)]
+struct ConnectionsResponse {
+    connections: Vec<tether_core::Connection>,
+}
+
+/// Lists connections, newest first.
+#[utoipa::path(
+    tag = "connections",
+    security(("api_key" = [])),
+    params(ListQuery),
+    responses(
+        (status = 200, description = "Connections", body = ConnectionsResponse),
+        (status = 400, description = "Invalid filter", body = ErrorBody),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+    )
+)]
+#[get("/connections")]
 async fn list_connections(_: Authenticated, state: web::Data<WebState>, q: web::Query<ListQuery>) -> ApiResult {
     let q = q.into_inner();
     let filter = ConnectionFilter {
@@ -119,25 +213,41 @@ async fn list_connections(_: Authenticated, state: web::Data<WebState>, q: web::
         limit: Some(q.limit.unwrap_or(500).min(1000)),
     };
     let connections = state.engine.store().list_connections(&filter).await?;
-    Ok(ok_json(StatusCode::OK, &serde_json::json!({ "connections": connections })))
+    Ok(ok_json(StatusCode::OK, &ConnectionsResponse { connections }))
 }
 
 fn parse_id(raw: &str) -> Result<ConnectionId, ApiError> {
     Ok(ConnectionId::parse(raw)?)
 }
 
+/// One connection (never its tokens).
+#[utoipa::path(
+    tag = "connections",
+    security(("api_key" = [])),
+    params(("id" = String, Path, description = "Connection id")),
+    responses(
+        (status = 200, description = "The connection", body = tether_core::Connection),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        (status = 404, description = "No such connection", body = ErrorBody),
+    )
+)]
+#[get("/connections/{id}")]
 async fn get_connection(_: Authenticated, state: web::Data<WebState>, id: web::Path<String>) -> ApiResult {
     let conn = state.engine.connection(parse_id(&id)?).await?;
     Ok(ok_json(StatusCode::OK, &conn))
 }
 
-#[derive(Deserialize)]
+/// Options of `GET /v1/connections/{id}/token`.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct TokenQuery {
+    /// Refresh first, even if the token is fresh.
     #[serde(default)]
     force_refresh: bool,
 }
 
-#[derive(Serialize)]
+/// A fresh access token.
+#[derive(Serialize, ToSchema)]
 struct TokenView {
     connection_id: ConnectionId,
     access_token: String,
@@ -162,6 +272,22 @@ fn token_response(t: tether_core::FreshToken) -> HttpResponse {
     )
 }
 
+/// A token valid for at least the configured margin (refreshed first when needed).
+#[utoipa::path(
+    tag = "tokens",
+    security(("api_key" = [])),
+    params(("id" = String, Path, description = "Connection id"), TokenQuery),
+    responses(
+        (status = 200, description = "A fresh token (OAuth 1.0a connections add token_secret)", body = TokenView),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        (status = 404, description = "No such connection", body = ErrorBody),
+        (status = 409, description = "reauth_required: send the user through a new connect link", body = ErrorBody),
+        (status = 410, description = "The connection was disconnected", body = ErrorBody),
+        (status = 502, description = "The provider refused", body = ErrorBody),
+        (status = 503, description = "Provider unavailable and no valid token stored (Retry-After)", body = ErrorBody),
+    )
+)]
+#[get("/connections/{id}/token")]
 async fn get_token(
     _: Authenticated,
     state: web::Data<WebState>,
@@ -174,6 +300,22 @@ async fn get_token(
     Ok(token_response(token))
 }
 
+/// Forces a refresh now.
+#[utoipa::path(
+    tag = "tokens",
+    security(("api_key" = [])),
+    params(("id" = String, Path, description = "Connection id")),
+    responses(
+        (status = 200, description = "The refreshed connection", body = tether_core::Connection),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        (status = 404, description = "No such connection", body = ErrorBody),
+        (status = 409, description = "reauth_required", body = ErrorBody),
+        (status = 410, description = "The connection was disconnected", body = ErrorBody),
+        (status = 502, description = "The provider refused or cannot refresh this connection", body = ErrorBody),
+        (status = 503, description = "Provider unavailable (Retry-After)", body = ErrorBody),
+    )
+)]
+#[post("/connections/{id}/refresh")]
 async fn refresh(_: Authenticated, state: web::Data<WebState>, id: web::Path<String>) -> ApiResult {
     let id = parse_id(&id)?;
     state.engine.refresh_now(id).await?;
@@ -181,25 +323,64 @@ async fn refresh(_: Authenticated, state: web::Data<WebState>, id: web::Path<Str
     Ok(ok_json(StatusCode::OK, &conn))
 }
 
+/// Result of a disconnect.
+#[derive(Serialize, ToSchema)]
+struct DisconnectResponse {
+    connection: tether_core::Connection,
+    /// Whether the provider confirmed the revocation.
+    revoked: bool,
+    /// Why it was not revoked (the secrets are deleted anyway).
+    revoke_error: Option<String>,
+}
+
+/// Revokes at the provider where possible, then deletes the connection's secrets.
+#[utoipa::path(
+    tag = "connections",
+    security(("api_key" = [])),
+    params(("id" = String, Path, description = "Connection id")),
+    responses(
+        (status = 200, description = "Disconnected", body = DisconnectResponse),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        (status = 404, description = "No such connection", body = ErrorBody),
+    )
+)]
+#[delete("/connections/{id}")]
 async fn disconnect(_: Authenticated, state: web::Data<WebState>, id: web::Path<String>) -> ApiResult {
     let id = parse_id(&id)?;
     let outcome = state.engine.disconnect(id).await?;
     let conn = state.engine.connection(id).await?;
     Ok(ok_json(
         StatusCode::OK,
-        &serde_json::json!({
-            "connection": conn,
-            "revoked": outcome.revoked,
-            "revoke_error": outcome.revoke_error,
-        }),
+        &DisconnectResponse { connection: conn, revoked: outcome.revoked, revoke_error: outcome.revoke_error },
     ))
 }
 
-#[derive(Deserialize)]
+/// Options of `GET /v1/connections/{id}/events`.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct EventsQuery {
+    /// At most this many (default 100, max 1000).
     limit: Option<u64>,
 }
 
+/// `GET /v1/connections/{id}/events`.
+#[derive(Serialize, ToSchema)]
+struct EventsResponse {
+    events: Vec<tether_core::Event>,
+}
+
+/// The connection's events, newest first.
+#[utoipa::path(
+    tag = "connections",
+    security(("api_key" = [])),
+    params(("id" = String, Path, description = "Connection id"), EventsQuery),
+    responses(
+        (status = 200, description = "Events", body = EventsResponse),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        (status = 404, description = "No such connection", body = ErrorBody),
+    )
+)]
+#[get("/connections/{id}/events")]
 async fn list_events(
     _: Authenticated,
     state: web::Data<WebState>,
@@ -209,5 +390,5 @@ async fn list_events(
     let id = parse_id(&id)?;
     state.engine.connection(id).await?;
     let events = state.engine.store().events(id, q.limit.unwrap_or(100).min(1000)).await?;
-    Ok(ok_json(StatusCode::OK, &serde_json::json!({ "events": events })))
+    Ok(ok_json(StatusCode::OK, &EventsResponse { events }))
 }

@@ -10,6 +10,7 @@ mod auth;
 mod browser;
 mod error;
 mod middleware;
+mod openapi;
 mod ops;
 mod pages;
 mod proxy;
@@ -19,6 +20,7 @@ use tether_core::Tether;
 
 pub use auth::ApiKeys;
 pub use error::{ApiError, PageError};
+pub use openapi::openapi;
 pub use ops::{Readiness, metrics_handle};
 pub use tether_testkit::MockProvider as DemoAuthorizationServer;
 
@@ -52,6 +54,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: &WebState) {
         .app_data(error::query_config())
         .app_data(error::path_config())
         .service(api::scope())
+        .route("/openapi.json", web::get().to(openapi::openapi_json))
         .configure(ops::configure);
     if let Some(demo) = &state.demo {
         let demo = demo.clone();

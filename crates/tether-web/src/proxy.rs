@@ -9,7 +9,7 @@
 //!   response is streamed back.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, route, web};
 use futures_util::StreamExt;
 use tether_core::{ConnectionId, Url};
 
@@ -81,6 +81,29 @@ async fn read_body(mut payload: web::Payload) -> Result<web::Bytes, ApiError> {
     Ok(body.freeze())
 }
 
+/// Forwards a request to the provider's API with fresh credentials.
+#[utoipa::path(
+    method(get, post, put, patch, delete),
+    path = "/proxy/{id}/{path}",
+    tag = "proxy",
+    security(("api_key" = [])),
+    params(
+        ("id" = String, Path, description = "Connection id"),
+        ("path" = String, Path, description = "Path under the provider's api_base_url"),
+    ),
+    responses(
+        (status = 200, description = "The provider's answer, streamed (any status the provider returns)"),
+        (status = 400, description = "Target outside the provider's API base, or no api_base_url", body = crate::api::ErrorBody),
+        (status = 401, description = "Missing or invalid API key", body = crate::api::ErrorBody),
+        (status = 404, description = "No such connection", body = crate::api::ErrorBody),
+        (status = 409, description = "reauth_required", body = crate::api::ErrorBody),
+        (status = 410, description = "The connection was disconnected", body = crate::api::ErrorBody),
+        (status = 413, description = "Request body over 32 MiB", body = crate::api::ErrorBody),
+        (status = 502, description = "The provider could not be reached", body = crate::api::ErrorBody),
+        (status = 503, description = "Provider unavailable and no valid token (Retry-After)", body = crate::api::ErrorBody),
+    )
+)]
+#[route("/proxy/{id}/{path:.*}", method = "GET", method = "POST", method = "PUT", method = "PATCH", method = "DELETE")]
 pub(crate) async fn forward(
     _: Authenticated,
     state: web::Data<WebState>,

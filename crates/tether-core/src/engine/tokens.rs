@@ -210,7 +210,36 @@ impl Tether {
             }
             let until = now + chrono_of(settings.lease_ttl);
             match self.inner.store.try_acquire_refresh_lease(id, &self.inner.holder_id, until, now).await? {
-                LeaseOutcome::Acquired => break stored,
+                LeaseOutcome::Acquired => {
+                    // Another process may have finished a refresh (and released the lease)
+                    // between our read and our claim: our refresh token may already be spent.
+                    // Re-read under the lease before using it.
+                    let current = self.inner.store.connection(id).await?;
+                    let latest = self.inner.store.tokens(id).await?;
+                    match (current, latest) {
+                        (Some(c), Some(latest)) if c.status == ConnectionStatus::Active => {
+                            if latest.version == stored.version {
+                                break latest;
+                            }
+                            self.inner
+                                .store
+                                .release_refresh_lease(id, &self.inner.holder_id, c.status, c.last_error.as_deref())
+                                .await?;
+                            return Ok(fresh(id, &latest.tokens, &conn.scopes));
+                        }
+                        (Some(c), _) => {
+                            self.inner
+                                .store
+                                .release_refresh_lease(id, &self.inner.holder_id, c.status, c.last_error.as_deref())
+                                .await?;
+                            return Err(match c.status {
+                                ConnectionStatus::ReauthRequired => Error::ReauthRequired(id.to_string()),
+                                _ => Error::Disconnected(id.to_string()),
+                            });
+                        }
+                        (None, _) => return Err(Error::NotFound { what: "connection", id: id.to_string() }),
+                    }
+                }
                 LeaseOutcome::Held { .. } => {
                     metrics::counter!("tether_refresh_lease_contention_total", "provider" => provider.id.to_string())
                         .increment(1);
