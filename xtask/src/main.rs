@@ -4,12 +4,15 @@
 //!   README's test command, then the store and end-to-end suites against the PostgreSQL and
 //!   MariaDB servers (failing when either is unreachable).
 //! - `test-databases`: only the last step.
+//! - `openapi-fuzz`: schemathesis against the live server's `/openapi.json` (part of `ci`).
 
 use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+
+mod openapi_fuzz;
 
 const POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 const MYSQL_URL: &str = "mysql://root@127.0.0.1:3306/test";
@@ -19,8 +22,9 @@ fn main() {
     let result = match task.as_str() {
         "ci" => ci(),
         "test-databases" => test_databases(),
+        "openapi-fuzz" => openapi_fuzz::run(),
         _ => {
-            eprintln!("usage: cargo xtask <ci | test-databases>");
+            eprintln!("usage: cargo xtask <ci | test-databases | openapi-fuzz>");
             std::process::exit(2);
         }
     };
@@ -30,7 +34,7 @@ fn main() {
     }
 }
 
-fn cargo(args: &[&str], envs: &[(&str, String)]) -> anyhow::Result<()> {
+pub(crate) fn cargo(args: &[&str], envs: &[(&str, String)]) -> anyhow::Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     eprintln!("==> cargo {}", args.join(" "));
     let status = Command::new(cargo)
@@ -49,7 +53,8 @@ fn ci() -> anyhow::Result<()> {
     cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"], &[])?;
     // The README's test command.
     cargo(&["test", "--workspace"], &[])?;
-    test_databases()
+    test_databases()?;
+    openapi_fuzz::run()
 }
 
 fn reachable(addr: &str) -> bool {

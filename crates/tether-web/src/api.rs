@@ -279,6 +279,7 @@ fn token_response(t: tether_core::FreshToken) -> HttpResponse {
     params(("id" = String, Path, description = "Connection id"), TokenQuery),
     responses(
         (status = 200, description = "A fresh token (OAuth 1.0a connections add token_secret)", body = TokenView),
+        (status = 400, description = "Invalid query", body = ErrorBody),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
         (status = 404, description = "No such connection", body = ErrorBody),
         (status = 409, description = "reauth_required: send the user through a new connect link", body = ErrorBody),
@@ -376,6 +377,7 @@ struct EventsResponse {
     params(("id" = String, Path, description = "Connection id"), EventsQuery),
     responses(
         (status = 200, description = "Events", body = EventsResponse),
+        (status = 400, description = "Invalid query", body = ErrorBody),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
         (status = 404, description = "No such connection", body = ErrorBody),
     )
