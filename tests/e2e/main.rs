@@ -11,4 +11,5 @@ mod lifecycle;
 mod openapi;
 mod proxy;
 mod replicas;
+mod security;
 mod twitter;

@@ -14,8 +14,10 @@ pub use tether_testkit;
 
 pub mod oauth1_mock;
 
-/// The API key every test server accepts.
+/// The API key every test server accepts (scope `full`).
 pub const API_KEY: &str = "test-api-key-0123456789abcdef";
+/// A read-only API key every test server accepts (scope `read`).
+pub const READ_API_KEY: &str = "test-read-only-key-0123456789";
 
 /// A database backend to run against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,6 +100,8 @@ pub struct HarnessOptions {
     pub server_client_secret: Option<String>,
     /// Run the background refresher (every second).
     pub refresher: bool,
+    /// Encryption keys (default: one fresh key).
+    pub encryption_keys: Option<Vec<String>>,
 }
 
 impl Default for HarnessOptions {
@@ -109,6 +113,7 @@ impl Default for HarnessOptions {
             kind: "generic",
             server_client_secret: None,
             refresher: false,
+            encryption_keys: None,
         }
     }
 }
@@ -142,8 +147,8 @@ impl Harness {
 bind = "127.0.0.1:0"
 database_url = "{database_url}"
 database_pool_size = 4
-api_keys = ["{API_KEY}"]
-encryption_keys = ["{key}"]
+api_keys = ["{API_KEY}", {{ key = "{READ_API_KEY}", scope = "read", name = "dashboard" }}]
+encryption_keys = {keys}
 {extra}
 
 [refresher]
@@ -157,7 +162,13 @@ client_secret = "{client_secret}"
 {endpoints}
 {provider_extra}
 "#,
-            key = tether_core::EncryptionKey::generate().unwrap(),
+            keys = serde_json::to_string(
+                &options
+                    .encryption_keys
+                    .clone()
+                    .unwrap_or_else(|| vec![tether_core::EncryptionKey::generate().unwrap()])
+            )
+            .unwrap(),
             extra = options.extra_config.replace("{mock}", mock.base_url.as_str().trim_end_matches('/')),
             kind = options.kind,
             provider_extra = options.provider_config,

@@ -26,9 +26,10 @@ pub struct Config {
     pub database_url: String,
     /// Maximum database connections of this process (default 10; SQLite uses its own small pool).
     pub database_pool_size: Option<u32>,
-    /// API keys accepted on `/v1` (`Authorization: Bearer <key>`).
+    /// API keys accepted on `/v1` (`Authorization: Bearer <key>`): plaintext keys, hashes
+    /// (`sha256:<hex>`, from `tether keys hash-api-key`), or tables `{ key | hash, scope = "full" | "read", name }`.
     #[serde(default)]
-    pub api_keys: Vec<SecretString>,
+    pub api_keys: Vec<ApiKeyConfig>,
     /// Encryption keys, `<id>:<base64 32 bytes>`; the first seals, all open.
     #[serde(default)]
     pub encryption_keys: Vec<SecretString>,
@@ -59,6 +60,31 @@ pub struct Config {
     /// `[providers.<id>]` tables.
     #[serde(default)]
     pub providers: BTreeMap<String, ProviderConfig>,
+}
+
+/// One `api_keys` entry.
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub enum ApiKeyConfig {
+    /// A plaintext key, or `sha256:<hex>`; full scope.
+    Plain(SecretString),
+    /// A key with a scope.
+    Scoped {
+        /// Plaintext key (hashed at start).
+        key: Option<SecretString>,
+        /// `sha256:<hex>` of the key.
+        hash: Option<String>,
+        /// `full` (default) or `read`.
+        scope: Option<String>,
+        /// A name for people (which application holds the key).
+        name: Option<String>,
+    },
+}
+
+impl From<String> for ApiKeyConfig {
+    fn from(key: String) -> Self {
+        ApiKeyConfig::Plain(SecretString::from(key))
+    }
 }
 
 /// `[refresher]`.
@@ -186,19 +212,45 @@ impl Config {
         KeyRing::parse(&keys).map_err(|e| anyhow::anyhow!("encryption_keys: {e}"))
     }
 
-    /// The API keys, checked.
-    pub fn api_keys(&self) -> anyhow::Result<Vec<String>> {
+    /// The API keys, checked and hashed.
+    pub fn api_keys(&self) -> anyhow::Result<Vec<tether_web::ApiKeyEntry>> {
+        use tether_web::{ApiKeyEntry, ApiKeyScope};
         if self.api_keys.is_empty() {
             bail!(
                 "api_keys is empty: add at least one random key of 24+ characters to tether.toml (api_keys = [\"...\"]) or TETHER_API_KEYS='[\"...\"]'"
             );
         }
-        for (i, k) in self.api_keys.iter().enumerate() {
-            if k.expose_secret().trim().len() < 24 {
+        let plain = |i: usize, key: &str, scope| -> anyhow::Result<ApiKeyEntry> {
+            let key = key.trim();
+            if key.starts_with("sha256:") {
+                return ApiKeyEntry::from_hash(key, scope)
+                    .with_context(|| format!("api_keys[{i}] is not a valid sha256:<64 hex> hash"));
+            }
+            if key.len() < 24 {
                 bail!("api_keys[{i}] is too short: use at least 24 random characters (e.g. `openssl rand -hex 24`)");
             }
-        }
-        Ok(self.api_keys.iter().map(|k| k.expose_secret().trim().to_owned()).collect())
+            Ok(ApiKeyEntry::from_key(key, scope))
+        };
+        self.api_keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| match k {
+                ApiKeyConfig::Plain(key) => plain(i, key.expose_secret(), ApiKeyScope::Full),
+                ApiKeyConfig::Scoped { key, hash, scope, .. } => {
+                    let scope = match scope.as_deref() {
+                        None => ApiKeyScope::Full,
+                        Some(s) => ApiKeyScope::parse(s)
+                            .with_context(|| format!("api_keys[{i}].scope must be \"full\" or \"read\""))?,
+                    };
+                    match (key, hash) {
+                        (Some(key), None) => plain(i, key.expose_secret(), scope),
+                        (None, Some(hash)) => ApiKeyEntry::from_hash(hash, scope)
+                            .with_context(|| format!("api_keys[{i}].hash is not a valid sha256:<64 hex> hash")),
+                        _ => bail!("api_keys[{i}] needs exactly one of `key` and `hash`"),
+                    }
+                }
+            })
+            .collect()
     }
 
     /// Checks the timing settings make sense together.

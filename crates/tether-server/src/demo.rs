@@ -31,7 +31,7 @@ pub(crate) fn enable(config: &mut Config) -> anyhow::Result<(MockProvider, Optio
             config.encryption_keys.push(SecretString::from(secrets.encryption_key));
         }
         if config.api_keys.is_empty() {
-            config.api_keys.push(SecretString::from(secrets.api_key.clone()));
+            config.api_keys.push(crate::config::ApiKeyConfig::Plain(SecretString::from(secrets.api_key.clone())));
             printed_key = Some(secrets.api_key);
         }
     }

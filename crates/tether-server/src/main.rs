@@ -82,6 +82,11 @@ enum Command {
 enum KeysCommand {
     /// Prints a new encryption key (`<id>:<base64>`) for `encryption_keys`.
     Generate,
+    /// Re-seals every stored secret under the first key of `encryption_keys` (safe while
+    /// servers run, once every replica has the new key first); older keys can then be removed.
+    Rotate,
+    /// Reads an API key from standard input and prints `sha256:<hex>` for `api_keys`.
+    HashApiKey,
 }
 
 #[derive(Subcommand)]
@@ -133,6 +138,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", EncryptionKey::generate()?);
             return Ok(ExitCode::SUCCESS);
         }
+        Command::Keys { command: KeysCommand::HashApiKey } => {
+            let mut key = String::new();
+            std::io::stdin().read_line(&mut key)?;
+            let key = key.trim();
+            if key.len() < 24 {
+                anyhow::bail!("the API key must be at least 24 characters");
+            }
+            println!("sha256:{}", tether_core::hash_secret(key));
+            return Ok(ExitCode::SUCCESS);
+        }
         _ => {}
     }
     let mut config = Config::load(cli.config.as_deref())?;
@@ -161,6 +176,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("migrations applied to {}", tether_server::config::redact_url(&config.database_url));
         }
         Command::Check => return check(&config).await,
+        Command::Keys { command: KeysCommand::Rotate } => {
+            let store = tether_server::open_store(&config).await?;
+            let report = store.reseal_secrets().await?;
+            println!(
+                "re-sealed {} secret(s) under key `{}`; {} already current, {} rewritten by a concurrent refresh",
+                report.resealed,
+                store.key_ring().primary_key_id(),
+                report.current,
+                report.skipped
+            );
+        }
         Command::Token { id } => {
             let engine = cli_engine(&config).await?;
             let token = engine.access_token(ConnectionId::parse(&id)?).await?;

@@ -105,7 +105,7 @@ pub async fn start(mut config: Config, options: ServeOptions) -> anyhow::Result<
     } else {
         (None, None)
     };
-    let api_keys = ApiKeys::new(&config.api_keys()?);
+    let api_keys = ApiKeys::from_entries(config.api_keys()?);
     config.key_ring()?;
     config.check_timing()?;
     let listener =

@@ -191,6 +191,9 @@ impl DatabaseUrl {
                         let o = o
                             .busy_timeout(SQLITE_BUSY_TIMEOUT)
                             .foreign_keys(true)
+                            // Overwrite deleted content, so removed ciphertexts (disconnects,
+                            // key rotation) do not linger in free pages of the file.
+                            .pragma("secure_delete", "ON")
                             .synchronous(SqliteSynchronous::Normal);
                         if memory { o } else { o.journal_mode(SqliteJournalMode::Wal) }
                     });

@@ -18,7 +18,7 @@ mod proxy;
 use actix_web::web;
 use tether_core::Tether;
 
-pub use auth::ApiKeys;
+pub use auth::{ApiKeyEntry, ApiKeyScope, ApiKeys};
 pub use error::{ApiError, PageError};
 pub use openapi::openapi;
 pub use ops::{Readiness, metrics_handle};
