@@ -170,7 +170,9 @@ e2e_test!(keys_rotate_while_serving_then_the_old_key_can_go, |db| {
 
     // Step 3: the old key can be removed.
     let only_new =
-        tether_store::SeaStore::connect(&db, tether_core::KeyRing::parse(&[new.clone()]).unwrap()).await.unwrap();
+        tether_store::SeaStore::connect(&db, tether_core::KeyRing::parse(std::slice::from_ref(&new)).unwrap())
+            .await
+            .unwrap();
     let new_id = new.split(':').next().unwrap();
     for (id, before) in [&first, &second].into_iter().zip(&served) {
         let id = tether_core::ConnectionId::parse(id).unwrap();

@@ -4,6 +4,7 @@
 //!   README's test command, then the store and end-to-end suites against the PostgreSQL and
 //!   MariaDB servers (failing when either is unreachable).
 //! - `test-databases`: only the last step.
+//! - `bench [--quick]`: the benchmarks (release build); rewrites docs/benchmarks.md.
 //! - `openapi-fuzz`: schemathesis against the live server's `/openapi.json` (part of `ci`).
 
 use std::net::{SocketAddr, TcpStream};
@@ -23,8 +24,9 @@ fn main() {
         "ci" => ci(),
         "test-databases" => test_databases(),
         "openapi-fuzz" => openapi_fuzz::run(),
+        "bench" => bench(std::env::args().any(|a| a == "--quick")),
         _ => {
-            eprintln!("usage: cargo xtask <ci | test-databases | openapi-fuzz>");
+            eprintln!("usage: cargo xtask <ci | test-databases | openapi-fuzz | bench [--quick]>");
             std::process::exit(2);
         }
     };
@@ -55,6 +57,19 @@ fn ci() -> anyhow::Result<()> {
     cargo(&["test", "--workspace"], &[])?;
     test_databases()?;
     openapi_fuzz::run()
+}
+
+fn bench(quick: bool) -> anyhow::Result<()> {
+    cargo(&["build", "--release", "-p", "tether-server", "-p", "tether-bench"], &[])?;
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| std::path::PathBuf::from("target"), Into::into);
+    let mut cmd = Command::new(target.join("release").join("tether-bench"));
+    if quick {
+        cmd.arg("--quick");
+    }
+    if !cmd.status().context("running the benchmarks")?.success() {
+        bail!("the benchmarks failed");
+    }
+    Ok(())
 }
 
 fn reachable(addr: &str) -> bool {

@@ -1,0 +1,368 @@
+//! `cargo xtask bench [--quick]`: Tether's benchmarks. Every figure is measured beside a
+//! baseline in the same run and reported as a ratio, because the machine is noisy. Writes
+//! docs/benchmarks.md and docs/images/bench-*.svg.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod load;
+mod plot;
+mod servers;
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tether_core::{EngineSettings, KeyRing, ProviderRegistry, RefresherSettings, Tether};
+use tether_server::{Config, ServeOptions};
+
+use tether as _;
+
+const API_KEY: &str = "bench-api-key-0123456789abcdef";
+
+struct Scale {
+    quick: bool,
+    read_connections: usize,
+    read_secs: u64,
+    flow_secs: u64,
+    sweep_connections: usize,
+    concurrency: usize,
+}
+
+fn temp_dir(name: &str) -> anyhow::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("tether-bench-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+fn config(db: &str, key: &str, provider: &str, refresher: bool) -> anyhow::Result<Config> {
+    Config::from_toml(&format!(
+        "bind = \"127.0.0.1:0\"\ndatabase_url = \"{db}\"\napi_keys = [\"{API_KEY}\"]\nencryption_keys = [\"{key}\"]\n\
+         database_pool_size = 16\n[refresher]\nenabled = {refresher}\n[providers.mock]\nkind = \"generic\"\n{provider}"
+    ))
+}
+
+async fn open_store(db: &str, key: &str) -> anyhow::Result<tether_store::SeaStore> {
+    let store = tether_store::SeaStore::connect_with(
+        db,
+        KeyRing::parse(&[key])?,
+        tether_store::StoreOptions::default().max_connections(32),
+    )
+    .await?;
+    store.migrate().await?;
+    Ok(store)
+}
+
+const DUMMY_PROVIDER: &str = "client_id = \"c\"\nclient_secret = \"s\"\nauthorize_url = \"http://127.0.0.1:9/a\"\ntoken_url = \"http://127.0.0.1:9/t\"\nuserinfo_url = \"http://127.0.0.1:9/u\"\n";
+
+/// 1. Token reads across many connections, against the constant-body ceiling.
+async fn token_reads(
+    scale: &Scale,
+    backend: &str,
+    db: &str,
+    out: &mut String,
+) -> anyhow::Result<(load::LoadStats, load::LoadStats)> {
+    let key = tether_core::EncryptionKey::generate()?;
+    let store = open_store(db, &key).await?;
+    let t0 = Instant::now();
+    let ids = servers::seed(&store, scale.read_connections, chrono::Duration::days(1)).await?;
+    eprintln!("[{backend}] seeded {} connections in {:.1} s", ids.len(), t0.elapsed().as_secs_f64());
+    let running =
+        tether_server::start(config(db, &key, DUMMY_PROVIDER, false)?, ServeOptions { demo: false, workers: Some(2) })
+            .await?;
+    let base = running.public_url.as_str().trim_end_matches('/').to_owned();
+    let urls: Arc<Vec<String>> = Arc::new(ids.iter().map(|id| format!("{base}/v1/connections/{id}/token")).collect());
+    let (ceiling_base, ceiling) = servers::start_ceiling(2)?;
+    let ceiling_urls: Arc<Vec<String>> =
+        Arc::new(ids.iter().map(|id| format!("{ceiling_base}/v1/connections/{id}/token")).collect());
+    let d = Duration::from_secs(scale.read_secs);
+    // Warm up both, then alternate so drift hits both equally.
+    let _ = load::run(urls.clone(), Some(API_KEY), scale.concurrency, Duration::from_secs(1)).await;
+    let _ = load::run(ceiling_urls.clone(), None, scale.concurrency, Duration::from_secs(1)).await;
+    let base_a = load::run(ceiling_urls.clone(), None, scale.concurrency, d / 2).await;
+    let tether_a = load::run(urls.clone(), Some(API_KEY), scale.concurrency, d / 2).await;
+    let tether_b = load::run(urls.clone(), Some(API_KEY), scale.concurrency, d / 2).await;
+    let base_b = load::run(ceiling_urls, None, scale.concurrency, d / 2).await;
+    let merge = |a: load::LoadStats, b: load::LoadStats| load::LoadStats {
+        ok: a.ok + b.ok,
+        errors: a.errors + b.errors,
+        rps: (a.rps + b.rps) / 2.0,
+        p50_ms: (a.p50_ms + b.p50_ms) / 2.0,
+        p99_ms: (a.p99_ms + b.p99_ms) / 2.0,
+    };
+    let (t, c) = (merge(tether_a, tether_b), merge(base_a, base_b));
+    let _ = writeln!(
+        out,
+        "| {backend} | {} | {:.0} | {:.2} | {:.2} | {:.0} | {:.2} | {:.2} | **{:.0} %** | {} |",
+        ids.len(),
+        t.rps,
+        t.p50_ms,
+        t.p99_ms,
+        c.rps,
+        c.p50_ms,
+        c.p99_ms,
+        100.0 * t.rps / c.rps,
+        t.errors
+    );
+    running.stop().await;
+    ceiling.stop(false).await;
+    Ok((t, c))
+}
+
+/// 2. Connect flows per second through the real server and a loopback mock provider.
+async fn connect_flows(scale: &Scale, out: &mut String) -> anyhow::Result<()> {
+    let dir = temp_dir("flows")?;
+    let db = format!("sqlite://{}?mode=rwc", dir.join("t.db").display());
+    let mock = tether_testkit::MockProvider::start(tether_testkit::MockProviderConfig {
+        auto_approve: Some("bench".into()),
+        ..Default::default()
+    })
+    .await?;
+    let provider = format!(
+        "client_id = \"mock-client\"\nclient_secret = \"mock-secret\"\nauthorize_url = \"{}\"\ntoken_url = \"{}\"\nuserinfo_url = \"{}\"\n",
+        mock.url("authorize"),
+        mock.url("token"),
+        mock.url("userinfo")
+    );
+    let key = tether_core::EncryptionKey::generate()?;
+    let running =
+        tether_server::start(config(&db, &key, &provider, false)?, ServeOptions { demo: false, workers: Some(2) })
+            .await?;
+    let base = running.public_url.as_str().trim_end_matches('/').to_owned();
+    let (ceiling_base, ceiling) = servers::start_ceiling(2)?;
+    let d = Duration::from_secs(scale.flow_secs);
+    let concurrency = 8;
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in 0..concurrency {
+        let base = base.clone();
+        tasks.spawn(async move {
+            let api = reqwest::Client::new();
+            let mut done = 0u64;
+            let mut n = 0;
+            while started.elapsed() < d {
+                n += 1;
+                let browser = reqwest::Client::builder()
+                    .cookie_store(true)
+                    .redirect(reqwest::redirect::Policy::none())
+                    .build()
+                    .unwrap();
+                let session: serde_json::Value = api
+                    .post(format!("{base}/v1/connect-sessions"))
+                    .bearer_auth(API_KEY)
+                    .json(&serde_json::json!({"owner": format!("o-{w}-{n}"), "provider": "mock"}))
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                let r = browser.get(session["connect_url"].as_str().unwrap()).send().await.unwrap();
+                let r = browser.get(r.headers()["location"].to_str().unwrap()).send().await.unwrap();
+                let r = browser.get(r.headers()["location"].to_str().unwrap()).send().await.unwrap();
+                if r.status().is_success() {
+                    done += 1;
+                }
+            }
+            done
+        });
+    }
+    let mut flows = 0;
+    while let Some(r) = tasks.join_next().await {
+        flows += r?;
+    }
+    let flow_rate = flows as f64 / started.elapsed().as_secs_f64();
+    // Baseline: the same number of HTTP round trips per flow (4 browser/API requests plus the
+    // server's 2 calls to the provider) against the constant-body server.
+    let urls = Arc::new(vec![format!("{ceiling_base}/x")]);
+    let floor = load::run(urls, None, concurrency, d).await;
+    let floor_flows = floor.rps / 6.0;
+    let _ = writeln!(
+        out,
+        "| {flow_rate:.0} flows/s | {floor_flows:.0} flows/s | **{:.0} %** | {flows} flows, {} codes exchanged |",
+        100.0 * flow_rate / floor_flows,
+        mock.code_exchanges()
+    );
+    running.stop().await;
+    ceiling.stop(false).await;
+    mock.stop().await;
+    Ok(())
+}
+
+/// 3. Refresh sweep: every connection due at once, provider latency 50 ms.
+async fn refresh_sweep(scale: &Scale, out: &mut String) -> anyhow::Result<Vec<(f64, f64)>> {
+    let dir = temp_dir("sweep")?;
+    let db = format!("sqlite://{}?mode=rwc", dir.join("t.db").display());
+    let key = tether_core::EncryptionKey::generate()?;
+    let store = open_store(&db, &key).await?;
+    let n = scale.sweep_connections;
+    servers::seed(&store, n, chrono::Duration::minutes(1)).await?;
+    let endpoint = servers::RefreshEndpoint::default();
+    let latency = Duration::from_millis(50);
+    let (token_url, handle) = endpoint.start(latency, 2)?;
+    let provider = format!(
+        "client_id = \"c\"\nclient_secret = \"s\"\nauthorize_url = \"http://127.0.0.1:9/a\"\ntoken_url = \"{token_url}\"\n"
+    );
+    let cfg = config(&db, &key, &provider, true)?;
+    let public = url::Url::parse("http://127.0.0.1:9/")?;
+    let providers = ProviderRegistry::collect()?.configure(&cfg.providers, &public)?;
+    let engine = Tether::new(Arc::new(store), providers, EngineSettings::new(public))?;
+    let concurrency = 256;
+    let settings = RefresherSettings {
+        lead_time: Duration::from_secs(600),
+        interval: Duration::from_millis(100),
+        concurrency,
+        batch: n as u64,
+    };
+    let started = Instant::now();
+    let mut renewed = 0;
+    while renewed < n && started.elapsed() < Duration::from_secs(3600) {
+        let r = engine.refresh_due(&settings).await?;
+        if r == 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        renewed += r;
+    }
+    let wall = started.elapsed().as_secs_f64();
+    let ideal = n as f64 * latency.as_secs_f64() / concurrency as f64;
+    let refreshes = endpoint.refreshes.load(std::sync::atomic::Ordering::Relaxed);
+    let duplicates = endpoint.duplicates.load(std::sync::atomic::Ordering::Relaxed);
+    let _ = writeln!(
+        out,
+        "| {n} | {concurrency} | {wall:.1} s | {ideal:.1} s | **{:.2}×** | {refreshes} | {duplicates} |",
+        wall / ideal
+    );
+    handle.stop(false).await;
+    let mut completions = endpoint.completions.lock().map(|c| c.clone()).unwrap_or_default();
+    completions.sort_unstable();
+    Ok(completions.iter().enumerate().map(|(i, ms)| (*ms as f64 / 1000.0, (i + 1) as f64)).collect())
+}
+
+/// 5. Footprint: binary size, start-up time, resident memory idle and with connections.
+async fn footprint(scale: &Scale, out: &mut String) -> anyhow::Result<()> {
+    let binary = std::env::current_exe()?.parent().context("target dir")?.join("tether");
+    let size = std::fs::metadata(&binary).map(|m| m.len()).unwrap_or(0);
+    let dir = temp_dir("footprint")?;
+    let key = tether_core::EncryptionKey::generate()?;
+    let db = format!("sqlite://{}?mode=rwc", dir.join("t.db").display());
+    let n = scale.read_connections;
+    let store = open_store(&db, &key).await?;
+    let ids = servers::seed(&store, n, chrono::Duration::days(1)).await?;
+    let _ = store.close().await;
+    std::fs::write(
+        dir.join("tether.toml"),
+        format!(
+            "bind = \"127.0.0.1:0\"\ndatabase_url = \"{db}\"\napi_keys = [\"{API_KEY}\"]\nencryption_keys = [\"{key}\"]\n[providers.mock]\nkind = \"generic\"\n{DUMMY_PROVIDER}"
+        ),
+    )?;
+    let mut startups = Vec::new();
+    let mut rss = (0, 0);
+    for round in 0..5 {
+        use tokio::io::AsyncBufReadExt;
+        let t0 = Instant::now();
+        let mut child = tokio::process::Command::new(&binary)
+            .args(["serve", "--config"])
+            .arg(dir.join("tether.toml"))
+            .env("TETHER_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()?;
+        let mut lines = tokio::io::BufReader::new(child.stdout.take().context("stdout")?).lines();
+        let mut base = String::new();
+        while let Some(line) = lines.next_line().await? {
+            if let Some(rest) = line.strip_prefix("Tether is listening on ") {
+                base = format!("http://{}", rest.split_whitespace().next().unwrap_or_default());
+                break;
+            }
+        }
+        startups.push(t0.elapsed().as_secs_f64() * 1000.0);
+        if round == 0 {
+            let pid = child.id().unwrap_or(0);
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let idle = rss_kib(pid);
+            let urls = Arc::new(ids.iter().map(|id| format!("{base}/v1/connections/{id}/token")).collect::<Vec<_>>());
+            let client = reqwest::Client::new();
+            for u in urls.iter() {
+                let _ = client.get(u).bearer_auth(API_KEY).send().await;
+            }
+            rss = (idle, rss_kib(pid));
+        }
+        let _ = child.kill().await;
+    }
+    startups.sort_by(f64::total_cmp);
+    let _ = writeln!(out, "| release binary size | {:.1} MiB |", size as f64 / 1048576.0);
+    let _ =
+        writeln!(out, "| start-up to listening (median of 5, SQLite, migrations checked) | {:.0} ms |", startups[2]);
+    let _ = writeln!(out, "| resident memory, idle | {:.1} MiB |", rss.0 as f64 / 1024.0);
+    let _ = writeln!(
+        out,
+        "| resident memory after reading each of {n} connections once | {:.1} MiB |",
+        rss.1 as f64 / 1024.0
+    );
+    Ok(())
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let scale = if quick {
+        Scale { quick, read_connections: 2_000, read_secs: 6, flow_secs: 5, sweep_connections: 2_000, concurrency: 32 }
+    } else {
+        Scale {
+            quick,
+            read_connections: 10_000,
+            read_secs: 20,
+            flow_secs: 15,
+            sweep_connections: 100_000,
+            concurrency: 64,
+        }
+    };
+    let mut reads = String::new();
+    let mut percentiles = Vec::new();
+    let dir = temp_dir("reads")?;
+    let sqlite = format!("sqlite://{}?mode=rwc", dir.join("t.db").display());
+    let (t, c) = token_reads(&scale, "SQLite", &sqlite, &mut reads).await?;
+    percentiles.push(("SQLite", t, c));
+    if let Ok(admin) = std::env::var("TETHER_BENCH_POSTGRES_URL") {
+        let pg = tether_store::testing::fresh_database_url(&admin).await?;
+        let (t, c) = token_reads(&scale, "PostgreSQL", &pg, &mut reads).await?;
+        percentiles.push(("PostgreSQL", t, c));
+        let _ = tether_store::testing::drop_database(&admin, &pg).await;
+    }
+    let mut flows = String::new();
+    connect_flows(&scale, &mut flows).await?;
+    let mut sweep = String::new();
+    let progress = refresh_sweep(&scale, &mut sweep).await?;
+    let mut foot = String::new();
+    footprint(&scale, &mut foot).await?;
+
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    std::fs::create_dir_all(root.join("docs/images"))?;
+    plot::latency(&root.join("docs/images/bench-latency.svg"), &percentiles)?;
+    plot::sweep(&root.join("docs/images/bench-sweep.svg"), &progress)?;
+    let report = plot::report(&scale_label(&scale), &reads, &flows, &sweep, &foot);
+    std::fs::write(root.join("docs/benchmarks.md"), &report)?;
+    println!("{report}");
+    Ok(())
+}
+
+fn scale_label(s: &Scale) -> String {
+    format!(
+        "{} run: {} connections for token reads ({} s per side, {} concurrent clients), {} s of connect flows, {} connections in the refresh sweep",
+        if s.quick { "`--quick`" } else { "Full" },
+        s.read_connections,
+        s.read_secs,
+        s.concurrency,
+        s.flow_secs,
+        s.sweep_connections
+    )
+}
