@@ -238,6 +238,67 @@ async fn refresh_sweep(scale: &Scale, out: &mut String) -> anyhow::Result<Vec<(f
     Ok(completions.iter().enumerate().map(|(i, ms)| (*ms as f64 / 1000.0, (i + 1) as f64)).collect())
 }
 
+/// 4. Token reads through 1, 2 and 4 replicas on one PostgreSQL database, while every
+/// connection's token also expires during the run (so replicas race to refresh them).
+async fn replicas(scale: &Scale, admin: &str, out: &mut String) -> anyhow::Result<()> {
+    use tokio::io::AsyncBufReadExt;
+    let binary = std::env::current_exe()?.parent().context("target dir")?.join("tether");
+    for count in [1usize, 2, 4] {
+        let db = tether_store::testing::fresh_database_url(admin).await?;
+        let key = tether_core::EncryptionKey::generate()?;
+        let store = open_store(&db, &key).await?;
+        // Tokens valid for 8 s with a 5 s margin: each needs one refresh about 3 s into the run.
+        let ids = servers::seed(&store, scale.read_connections.min(2_000), chrono::Duration::seconds(8)).await?;
+        let _ = store.close().await;
+        let endpoint = servers::RefreshEndpoint::default();
+        let (token_url, handle) = endpoint.start(Duration::from_millis(50), 2)?;
+        let dir = temp_dir(&format!("replicas-{count}"))?;
+        std::fs::write(
+            dir.join("tether.toml"),
+            format!(
+                "bind = \"127.0.0.1:0\"\ndatabase_url = \"{db}\"\napi_keys = [\"{API_KEY}\"]\nencryption_keys = [\"{key}\"]\n\
+                 refresh_margin_secs = 5\ndatabase_pool_size = 8\n[refresher]\nenabled = false\n[providers.mock]\nkind = \"generic\"\n\
+                 client_id = \"c\"\nclient_secret = \"s\"\nauthorize_url = \"http://127.0.0.1:9/a\"\ntoken_url = \"{token_url}\"\n"
+            ),
+        )?;
+        let mut children = Vec::new();
+        let mut bases = Vec::new();
+        for _ in 0..count {
+            let mut child = tokio::process::Command::new(&binary)
+                .args(["serve", "--config"]).arg(dir.join("tether.toml"))
+                .env("TETHER_LOG", "error")
+                .stdout(std::process::Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()?;
+            let mut lines = tokio::io::BufReader::new(child.stdout.take().context("stdout")?).lines();
+            while let Some(line) = lines.next_line().await? {
+                if let Some(rest) = line.strip_prefix("Tether is listening on ") {
+                    bases.push(format!("http://{}", rest.split_whitespace().next().unwrap_or_default()));
+                    break;
+                }
+            }
+            children.push(child);
+        }
+        let urls: Arc<Vec<String>> = Arc::new(
+            ids.iter().enumerate().map(|(i, id)| format!("{}/v1/connections/{id}/token", bases[i % bases.len()])).collect(),
+        );
+        let stats = load::run(urls, Some(API_KEY), scale.concurrency, Duration::from_secs(scale.read_secs)).await;
+        let refreshes = endpoint.refreshes.load(std::sync::atomic::Ordering::Relaxed);
+        let duplicates = endpoint.duplicates.load(std::sync::atomic::Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "| {count} | {:.0} | {:.2} | {:.2} | {refreshes} of {} | {duplicates} | {} |",
+            stats.rps, stats.p50_ms, stats.p99_ms, ids.len(), stats.errors
+        );
+        for mut c in children {
+            let _ = c.kill().await;
+        }
+        handle.stop(false).await;
+        let _ = tether_store::testing::drop_database(admin, &db).await;
+    }
+    Ok(())
+}
+
 /// 5. Footprint: binary size, start-up time, resident memory idle and with connections.
 async fn footprint(scale: &Scale, out: &mut String) -> anyhow::Result<()> {
     let binary = std::env::current_exe()?.parent().context("target dir")?.join("tether");
@@ -338,6 +399,10 @@ async fn main() -> anyhow::Result<()> {
         percentiles.push(("PostgreSQL", t, c));
         let _ = tether_store::testing::drop_database(&admin, &pg).await;
     }
+    let mut replica_rows = String::new();
+    if let Ok(admin) = std::env::var("TETHER_BENCH_POSTGRES_URL") {
+        replicas(&scale, &admin, &mut replica_rows).await?;
+    }
     let mut flows = String::new();
     connect_flows(&scale, &mut flows).await?;
     let mut sweep = String::new();
@@ -349,7 +414,7 @@ async fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(root.join("docs/images"))?;
     plot::latency(&root.join("docs/images/bench-latency.svg"), &percentiles)?;
     plot::sweep(&root.join("docs/images/bench-sweep.svg"), &progress)?;
-    let report = plot::report(&scale_label(&scale), &reads, &flows, &sweep, &foot);
+    let report = plot::report(&scale_label(&scale), &reads, &flows, &sweep, &replica_rows, &foot);
     std::fs::write(root.join("docs/benchmarks.md"), &report)?;
     println!("{report}");
     Ok(())
