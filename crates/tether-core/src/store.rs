@@ -44,6 +44,18 @@ pub trait ConnectionStore: Send + Sync {
     async fn list_connections(&self, filter: &ConnectionFilter) -> Result<Vec<Connection>>;
     /// The opened tokens of a connection (`None` when it has none, e.g. disconnected).
     async fn tokens(&self, id: ConnectionId) -> Result<Option<StoredTokens>>;
+    /// The connection and its tokens from one read (the token hot path). With
+    /// `with_refresh_token = false` the refresh token is not opened (one decryption less); the
+    /// returned set then has `refresh_token: None` and must not be used to refresh.
+    async fn connection_and_tokens(
+        &self,
+        id: ConnectionId,
+        with_refresh_token: bool,
+    ) -> Result<Option<(Connection, Option<StoredTokens>)>> {
+        let _ = with_refresh_token;
+        let Some(conn) = self.connection(id).await? else { return Ok(None) };
+        Ok(Some((conn, self.tokens(id).await?)))
+    }
     /// Atomically takes the refresh lease when it is free or expired.
     async fn try_acquire_refresh_lease(
         &self,

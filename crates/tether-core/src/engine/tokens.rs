@@ -145,12 +145,24 @@ impl Tether {
     }
 
     async fn token(&self, id: ConnectionId, force: bool, margin: Duration) -> Result<FreshToken> {
-        let conn = self.active_connection(id).await?;
-        let stored = self.stored_tokens(id).await?;
-        let now = Utc::now();
-        if !force && stored.tokens.is_fresh(now, chrono_of(margin)) {
-            return Ok(fresh(id, &stored.tokens, &conn.scopes));
+        // Hot path: one read, one decryption (the refresh token stays sealed).
+        let (conn, quick) = self
+            .inner
+            .store
+            .connection_and_tokens(id, false)
+            .await?
+            .ok_or_else(|| Error::NotFound { what: "connection", id: id.to_string() })?;
+        match conn.status {
+            ConnectionStatus::ReauthRequired => return Err(Error::ReauthRequired(id.to_string())),
+            ConnectionStatus::Disconnected => return Err(Error::Disconnected(id.to_string())),
+            _ => {}
         }
+        let now = Utc::now();
+        let quick = quick.ok_or_else(|| Error::Disconnected(id.to_string()))?;
+        if !force && quick.tokens.is_fresh(now, chrono_of(margin)) {
+            return Ok(fresh(id, &quick.tokens, &conn.scopes));
+        }
+        let stored = self.stored_tokens(id).await?;
         let provider = self.provider(conn.provider.as_str())?;
         if !provider.provider.can_refresh(&stored.tokens) {
             if stored.tokens.is_valid(now) && !force {

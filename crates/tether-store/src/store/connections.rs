@@ -211,31 +211,18 @@ impl ConnectionStore for SeaStore {
         let Some(row) = self.row(id, "reading tokens").await? else {
             return Ok(None);
         };
-        let Some(access) = row.access_token.as_deref() else {
+        self.stored_tokens(&row, true)
+    }
+
+    async fn connection_and_tokens(
+        &self,
+        id: ConnectionId,
+        with_refresh_token: bool,
+    ) -> Result<Option<(Connection, Option<StoredTokens>)>> {
+        let Some(row) = self.row(id, "reading a connection and its tokens").await? else {
             return Ok(None);
         };
-        let t = CONNECTIONS;
-        let access_token = self.open(t, &row.id, ACCESS_TOKEN, access)?;
-        let refresh_token =
-            row.refresh_token.as_deref().map(|rt| self.open(t, &row.id, REFRESH_TOKEN, rt)).transpose()?;
-        let token_secret = row.token_secret.as_deref().map(|ts| self.open(t, &row.id, TOKEN_SECRET, ts)).transpose()?;
-        let extra = match row.token_extra.as_deref() {
-            None => serde_json::Map::new(),
-            Some(text) => serde_json::from_str(text).map_err(|e| corrupt(t, "token_extra", e))?,
-        };
-        Ok(Some(StoredTokens {
-            tokens: TokenSet {
-                access_token,
-                token_type: row.token_type.clone(),
-                refresh_token,
-                token_secret,
-                expires_at: time_opt(t, "expires_at", row.expires_at)?,
-                refresh_token_expires_at: time_opt(t, "refresh_token_expires_at", row.refresh_token_expires_at)?,
-                scopes: Some(parse_list(t, "scopes", &row.scopes)?),
-                extra,
-            },
-            version: row.version,
-        }))
+        Ok(Some((to_connection(&row)?, self.stored_tokens(&row, with_refresh_token)?)))
     }
 
     async fn try_acquire_refresh_lease(
@@ -420,5 +407,38 @@ impl ConnectionStore for SeaStore {
             return Err(not_found(id));
         }
         Ok(())
+    }
+}
+
+impl SeaStore {
+    /// Opens the tokens of a row (`None` when it has none, e.g. disconnected).
+    fn stored_tokens(&self, row: &connection::Model, with_refresh_token: bool) -> Result<Option<StoredTokens>> {
+        let Some(access) = row.access_token.as_deref() else {
+            return Ok(None);
+        };
+        let t = CONNECTIONS;
+        let access_token = self.open(t, &row.id, ACCESS_TOKEN, access)?;
+        let refresh_token = match (with_refresh_token, row.refresh_token.as_deref()) {
+            (true, Some(rt)) => Some(self.open(t, &row.id, REFRESH_TOKEN, rt)?),
+            _ => None,
+        };
+        let token_secret = row.token_secret.as_deref().map(|ts| self.open(t, &row.id, TOKEN_SECRET, ts)).transpose()?;
+        let extra = match row.token_extra.as_deref() {
+            None => serde_json::Map::new(),
+            Some(text) => serde_json::from_str(text).map_err(|e| corrupt(t, "token_extra", e))?,
+        };
+        Ok(Some(StoredTokens {
+            tokens: TokenSet {
+                access_token,
+                token_type: row.token_type.clone(),
+                refresh_token,
+                token_secret,
+                expires_at: time_opt(t, "expires_at", row.expires_at)?,
+                refresh_token_expires_at: time_opt(t, "refresh_token_expires_at", row.refresh_token_expires_at)?,
+                scopes: Some(parse_list(t, "scopes", &row.scopes)?),
+                extra,
+            },
+            version: row.version,
+        }))
     }
 }
