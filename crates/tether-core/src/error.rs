@@ -96,6 +96,16 @@ impl Error {
         Error::Provider { provider: provider.to_owned(), kind, message: message.into() }
     }
 
+    /// A provider that could not be reached (connection refused, timeout, broken body):
+    /// retryable. The URL is left out of the message (it may carry a token in its query).
+    pub fn provider_unreachable(provider: &str, e: &reqwest::Error) -> Self {
+        Error::provider(
+            provider,
+            ProviderErrorKind::Temporary { retry_after: None },
+            crate::oauth2_http::describe_reqwest_error(e),
+        )
+    }
+
     /// Shorthand for a store error.
     pub fn store(message: impl std::fmt::Display) -> Self {
         Error::Store(message.to_string())

@@ -9,7 +9,7 @@ use oauth1::{Builder, Credentials, ParameterList};
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
-use crate::oauth2_http::{describe_reqwest_error, retry_after};
+use crate::oauth2_http::retry_after;
 use crate::{Error, ProviderContext, ProviderErrorKind, ProviderSettings, Result, RevokeOutcome, TokenSet};
 
 /// The request token and its secret (RFC 5849 "temporary credentials"). `Debug` redacts.
@@ -133,13 +133,7 @@ async fn signed_post(
         .header(reqwest::header::CONTENT_LENGTH, "0")
         .send()
         .await
-        .map_err(|e| {
-            Error::provider(
-                ctx.id.as_str(),
-                ProviderErrorKind::Temporary { retry_after: None },
-                describe_reqwest_error(&e),
-            )
-        })?;
+        .map_err(|e| Error::provider_unreachable(ctx.id.as_str(), &e))?;
     let status = resp.status();
     if status.is_server_error() || status.as_u16() == 429 {
         return Err(Error::provider(
@@ -148,9 +142,7 @@ async fn signed_post(
             format!("{step} answered HTTP {status}"),
         ));
     }
-    let body = resp.text().await.map_err(|e| {
-        Error::provider(ctx.id.as_str(), ProviderErrorKind::Temporary { retry_after: None }, describe_reqwest_error(&e))
-    })?;
+    let body = resp.text().await.map_err(|e| Error::provider_unreachable(ctx.id.as_str(), &e))?;
     if !status.is_success() {
         return Err(Error::provider(
             ctx.id.as_str(),

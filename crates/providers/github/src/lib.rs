@@ -61,13 +61,7 @@ impl Provider for GithubProvider {
             .json(&tether_core::serde_json::json!({ "access_token": tokens.access_token.expose_secret() }))
             .send()
             .await
-            .map_err(|e| {
-                Error::provider(
-                    ctx.id.as_str(),
-                    ProviderErrorKind::Temporary { retry_after: None },
-                    tether_core::oauth2_http::describe_reqwest_error(&e),
-                )
-            })?;
+            .map_err(|e| Error::provider_unreachable(ctx.id.as_str(), &e))?;
         match resp.status() {
             s if s.is_success() => Ok(RevokeOutcome::Revoked),
             StatusCode::NOT_FOUND => Err(Error::provider(

@@ -16,7 +16,7 @@ use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 use super::{AuthorizationRequest, ClientAuth, PkceMode, ProviderContext, RevokeOutcome};
-use crate::oauth2_http::{FlexibleTokenResponse, OAuthHttp, OAuthHttpError, describe_reqwest_error, retry_after};
+use crate::oauth2_http::{FlexibleTokenResponse, OAuthHttp, OAuthHttpError, retry_after};
 use crate::{AccountIdentity, Error, ProviderErrorKind, Result, TokenSet};
 
 type CodeClient = Client<
@@ -183,9 +183,7 @@ pub async fn get_json(ctx: &ProviderContext<'_>, url: &Url, tokens: &TokenSet) -
         .header(reqwest::header::ACCEPT, "application/json")
         .send()
         .await
-        .map_err(|e| {
-            Error::provider(id, ProviderErrorKind::Temporary { retry_after: None }, describe_reqwest_error(&e))
-        })?;
+        .map_err(|e| Error::provider_unreachable(id, &e))?;
     let status = resp.status();
     if status.is_server_error() || status.as_u16() == 429 {
         return Err(Error::provider(
@@ -275,9 +273,7 @@ pub(super) async fn revoke(ctx: &ProviderContext<'_>, tokens: &TokenSet) -> Resu
             }
         }
     }
-    let resp = request.form(&form).send().await.map_err(|e| {
-        Error::provider(id, ProviderErrorKind::Temporary { retry_after: None }, describe_reqwest_error(&e))
-    })?;
+    let resp = request.form(&form).send().await.map_err(|e| Error::provider_unreachable(id, &e))?;
     let status = resp.status();
     if status.is_success() {
         return Ok(RevokeOutcome::Revoked);

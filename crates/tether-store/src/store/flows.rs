@@ -38,6 +38,22 @@ impl SeaStore {
     }
 }
 
+impl SeaStore {
+    /// The connect session with this link hash, if it is unexpired and not started yet.
+    async fn unstarted_session(&self, link_token_hash: &str, now: DateTime<Utc>) -> Result<auth_flow::Model> {
+        let Some(row) = self.flow_by(Column::LinkTokenHash, link_token_hash).await? else {
+            return Err(FlowError::UnknownLink.into());
+        };
+        if row.started_at.is_some() {
+            return Err(FlowError::LinkUsed.into());
+        }
+        if row.link_expires_at <= ms(now) {
+            return Err(FlowError::LinkExpired.into());
+        }
+        Ok(row)
+    }
+}
+
 #[async_trait]
 impl FlowStore for SeaStore {
     async fn create_connect_session(&self, session: &NewConnectSession) -> Result<()> {
@@ -66,30 +82,14 @@ impl FlowStore for SeaStore {
     }
 
     async fn connect_session_provider(&self, link_token_hash: &str, now: DateTime<Utc>) -> Result<ProviderId> {
-        let Some(row) = self.flow_by(Column::LinkTokenHash, link_token_hash).await? else {
-            return Err(FlowError::UnknownLink.into());
-        };
-        if row.started_at.is_some() {
-            return Err(FlowError::LinkUsed.into());
-        }
-        if row.link_expires_at <= ms(now) {
-            return Err(FlowError::LinkExpired.into());
-        }
+        let row = self.unstarted_session(link_token_hash, now).await?;
         ProviderId::parse(&row.provider).map_err(|e| corrupt(AUTH_FLOWS, "provider", e))
     }
 
     async fn start_flow(&self, link_token_hash: &str, start: FlowStart, now: DateTime<Utc>) -> Result<AuthFlow> {
         check_len("the state hash", &start.state_hash, limits::HASH)?;
         check_len("the browser binding hash", &start.browser_binding_hash, limits::HASH)?;
-        let Some(row) = self.flow_by(Column::LinkTokenHash, link_token_hash).await? else {
-            return Err(FlowError::UnknownLink.into());
-        };
-        if row.started_at.is_some() {
-            return Err(FlowError::LinkUsed.into());
-        }
-        if row.link_expires_at <= ms(now) {
-            return Err(FlowError::LinkExpired.into());
-        }
+        let row = self.unstarted_session(link_token_hash, now).await?;
         let verifier =
             start.pkce_verifier.as_ref().map(|v| self.seal(AUTH_FLOWS, &row.id, PKCE_VERIFIER, v)).transpose()?;
         // Single use under races: only the UPDATE that finds `started_at` still NULL wins.
