@@ -53,6 +53,16 @@ pub(crate) fn cargo(args: &[&str], envs: &[(&str, String)]) -> anyhow::Result<()
 fn ci() -> anyhow::Result<()> {
     cargo(&["fmt", "--all", "--", "--check"], &[])?;
     cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"], &[])?;
+    // The deny.toml policy, when cargo-deny is installed (it is not part of a Rust toolchain).
+    let has_deny = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["deny", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if has_deny {
+        cargo(&["deny", "--offline", "check", "licenses", "bans", "sources"], &[])?;
+    } else {
+        eprintln!("==> cargo-deny is not installed: skipping the deny.toml check (cargo install cargo-deny)");
+    }
     // The README's test command.
     cargo(&["test", "--workspace"], &[])?;
     test_databases()?;
