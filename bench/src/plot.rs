@@ -6,6 +6,21 @@ use plotters::prelude::*;
 
 use crate::load::LoadStats;
 
+/// Adds text to a finished SVG (plotters is built without a font backend, so it draws no text
+/// itself; SVG text needs none).
+fn annotate(path: &Path, texts: &[(i32, i32, u32, String)]) -> anyhow::Result<()> {
+    let svg = std::fs::read_to_string(path)?;
+    let mut extra = String::new();
+    for (x, y, size, text) in texts {
+        let text = text.replace('&', "&amp;").replace('<', "&lt;");
+        extra.push_str(&format!(
+            "<text x=\"{x}\" y=\"{y}\" font-family=\"sans-serif\" font-size=\"{size}\" fill=\"#222\">{text}</text>\n"
+        ));
+    }
+    std::fs::write(path, svg.replace("</svg>", &format!("{extra}</svg>")))?;
+    Ok(())
+}
+
 /// Bar-like line plot of p50/p99 latency, Tether beside the ceiling, per backend.
 pub fn latency(path: &Path, runs: &[(&str, LoadStats, LoadStats)]) -> anyhow::Result<()> {
     let root = SVGBackend::new(path, (720, 360)).into_drawing_area();
@@ -17,8 +32,19 @@ pub fn latency(path: &Path, runs: &[(&str, LoadStats, LoadStats)]) -> anyhow::Re
         .y_label_area_size(0)
         .build_cartesian_2d(0.0..(runs.len() as f64 * 5.0), 0.0..max)?;
     chart.configure_mesh().disable_mesh().draw()?;
-    for (i, (_, t, c)) in runs.iter().enumerate() {
+    let mut labels = vec![
+        (20, 16, 14, format!("Token-read latency, ms (axis top = {max:.1} ms)")),
+        (470, 16, 12, "blue: ceiling p50, p99 — red: Tether p50, p99".to_owned()),
+    ];
+    for (i, (name, t, c)) in runs.iter().enumerate() {
         let x = i as f64 * 5.0;
+        let px = 40 + (i as i32) * (680 / runs.len().max(1) as i32);
+        labels.push((
+            px,
+            352,
+            12,
+            format!("{name}: {:.1}/{:.1} vs {:.1}/{:.1}", c.p50_ms, c.p99_ms, t.p50_ms, t.p99_ms),
+        ));
         for (dx, v, color) in [
             (0.5, c.p50_ms, BLUE.mix(0.4)),
             (1.5, c.p99_ms, BLUE.mix(0.8)),
@@ -29,7 +55,9 @@ pub fn latency(path: &Path, runs: &[(&str, LoadStats, LoadStats)]) -> anyhow::Re
         }
     }
     root.present()?;
-    Ok(())
+    drop(chart);
+    drop(root);
+    annotate(path, &labels)
 }
 
 /// Refreshes completed over time during the sweep.
@@ -46,7 +74,15 @@ pub fn sweep(path: &Path, progress: &[(f64, f64)]) -> anyhow::Result<()> {
     chart.configure_mesh().disable_mesh().draw()?;
     chart.draw_series(LineSeries::new(progress.iter().copied(), RED.stroke_width(2)))?;
     root.present()?;
-    Ok(())
+    drop(chart);
+    drop(root);
+    annotate(
+        path,
+        &[
+            (30, 16, 14, "Refresh sweep: refreshes completed over time".to_owned()),
+            (30, 352, 12, format!("x: 0 to {max_t:.1} s — y: 0 to {max_n:.0} refreshes")),
+        ],
+    )
 }
 
 /// docs/benchmarks.md.
