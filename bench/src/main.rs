@@ -55,7 +55,7 @@ async fn open_store(db: &str, key: &str) -> anyhow::Result<tether_store::SeaStor
 
 const DUMMY_PROVIDER: &str = "client_id = \"c\"\nclient_secret = \"s\"\nauthorize_url = \"http://127.0.0.1:9/a\"\ntoken_url = \"http://127.0.0.1:9/t\"\nuserinfo_url = \"http://127.0.0.1:9/u\"\n";
 
-/// 1. Token reads across many connections, against the constant-body ceiling.
+/// Section 1: token reads across many connections, against the constant-body ceiling.
 async fn token_reads(
     scale: &Scale,
     backend: &str,
@@ -109,7 +109,7 @@ async fn token_reads(
     Ok((t, c))
 }
 
-/// 2. Connect flows per second through the real server and a loopback mock provider.
+/// Section 2: connect flows per second through the real server and a loopback mock provider.
 async fn connect_flows(scale: &Scale, out: &mut String) -> anyhow::Result<()> {
     let dir = temp_dir("flows")?;
     let db = format!("sqlite://{}?mode=rwc", dir.join("t.db").display());
@@ -189,7 +189,7 @@ async fn connect_flows(scale: &Scale, out: &mut String) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// 3. Refresh sweep: every connection due at once, provider latency 50 ms.
+/// Section 3: refresh sweep: every connection due at once, provider latency 50 ms.
 async fn refresh_sweep(scale: &Scale, out: &mut String) -> anyhow::Result<Vec<(f64, f64)>> {
     let dir = temp_dir("sweep")?;
     let db = format!("sqlite://{}?mode=rwc", dir.join("t.db").display());
@@ -238,7 +238,7 @@ async fn refresh_sweep(scale: &Scale, out: &mut String) -> anyhow::Result<Vec<(f
     Ok(completions.iter().enumerate().map(|(i, ms)| (*ms as f64 / 1000.0, (i + 1) as f64)).collect())
 }
 
-/// 4. Token reads through 1, 2 and 4 replicas on one PostgreSQL database, while every
+/// Section 4: token reads through 1, 2 and 4 replicas on one PostgreSQL database, while every
 /// connection's token also expires during the run (so replicas race to refresh them).
 async fn replicas(scale: &Scale, admin: &str, out: &mut String) -> anyhow::Result<()> {
     use tokio::io::AsyncBufReadExt;
@@ -265,7 +265,8 @@ async fn replicas(scale: &Scale, admin: &str, out: &mut String) -> anyhow::Resul
         let mut bases = Vec::new();
         for _ in 0..count {
             let mut child = tokio::process::Command::new(&binary)
-                .args(["serve", "--config"]).arg(dir.join("tether.toml"))
+                .args(["serve", "--config"])
+                .arg(dir.join("tether.toml"))
                 .env("TETHER_LOG", "error")
                 .stdout(std::process::Stdio::piped())
                 .kill_on_drop(true)
@@ -280,7 +281,10 @@ async fn replicas(scale: &Scale, admin: &str, out: &mut String) -> anyhow::Resul
             children.push(child);
         }
         let urls: Arc<Vec<String>> = Arc::new(
-            ids.iter().enumerate().map(|(i, id)| format!("{}/v1/connections/{id}/token", bases[i % bases.len()])).collect(),
+            ids.iter()
+                .enumerate()
+                .map(|(i, id)| format!("{}/v1/connections/{id}/token", bases[i % bases.len()]))
+                .collect(),
         );
         let stats = load::run(urls, Some(API_KEY), scale.concurrency, Duration::from_secs(scale.read_secs)).await;
         let refreshes = endpoint.refreshes.load(std::sync::atomic::Ordering::Relaxed);
@@ -288,7 +292,11 @@ async fn replicas(scale: &Scale, admin: &str, out: &mut String) -> anyhow::Resul
         let _ = writeln!(
             out,
             "| {count} | {:.0} | {:.2} | {:.2} | {refreshes} of {} | {duplicates} | {} |",
-            stats.rps, stats.p50_ms, stats.p99_ms, ids.len(), stats.errors
+            stats.rps,
+            stats.p50_ms,
+            stats.p99_ms,
+            ids.len(),
+            stats.errors
         );
         for mut c in children {
             let _ = c.kill().await;
@@ -299,7 +307,7 @@ async fn replicas(scale: &Scale, admin: &str, out: &mut String) -> anyhow::Resul
     Ok(())
 }
 
-/// 5. Footprint: binary size, start-up time, resident memory idle and with connections.
+/// Section 5: footprint: binary size, start-up time, resident memory idle and with connections.
 async fn footprint(scale: &Scale, out: &mut String) -> anyhow::Result<()> {
     let binary = std::env::current_exe()?.parent().context("target dir")?.join("tether");
     let size = std::fs::metadata(&binary).map(|m| m.len()).unwrap_or(0);

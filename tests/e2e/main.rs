@@ -2,6 +2,8 @@
 //! `TETHER_TEST_POSTGRES_URL` / `TETHER_TEST_MYSQL_URL` are set), loopback mock providers.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod admin_browser;
+mod admin_http;
 mod api_errors;
 mod cli;
 mod connect_flow;

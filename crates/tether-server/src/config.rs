@@ -60,6 +60,34 @@ pub struct Config {
     /// `[providers.<id>]` tables.
     #[serde(default)]
     pub providers: BTreeMap<String, ProviderConfig>,
+    /// `[admin]`: authentication of the admin pages under `/admin`.
+    #[serde(default)]
+    pub admin: AdminConfig,
+}
+
+/// `[admin]`. With neither `password_hash` nor `trusted_header`, `/admin` only explains how to
+/// enable it (`serve --demo` generates a password).
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// argon2 PHC string of the admin password, from `tether admin hash-password`.
+    pub password_hash: Option<SecretString>,
+    /// A header an authenticating reverse proxy sets to the user name (e.g. `X-Forwarded-User`).
+    /// Only safe when every request reaches Tether through that proxy, which must overwrite the
+    /// header a client sends.
+    pub trusted_header: Option<String>,
+    /// Lifetime of an admin session in seconds (default 43200, 12 h).
+    pub session_ttl_secs: Option<u64>,
+}
+
+impl std::fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminConfig")
+            .field("password_hash", &self.password_hash.as_ref().map(|_| "[redacted]"))
+            .field("trusted_header", &self.trusted_header)
+            .field("session_ttl_secs", &self.session_ttl_secs)
+            .finish()
+    }
 }
 
 /// One `api_keys` entry.
@@ -138,6 +166,7 @@ impl std::fmt::Debug for Config {
             .field("api_keys", &format!("[{} redacted]", self.api_keys.len()))
             .field("encryption_keys", &format!("[{} redacted]", self.encryption_keys.len()))
             .field("providers", &self.providers)
+            .field("admin", &self.admin)
             .finish_non_exhaustive()
     }
 }
@@ -253,6 +282,19 @@ impl Config {
             .collect()
     }
 
+    /// The admin pages' authentication. The session-cookie key is derived from the first
+    /// encryption key (hashed with a label), so replicas sharing the configuration accept each
+    /// other's sessions, restarts keep them, and rotating encryption keys signs admins out.
+    pub fn admin_settings(&self) -> anyhow::Result<tether_web::AdminSettings> {
+        let material = self.encryption_keys.first().map(|k| k.expose_secret().as_bytes());
+        Ok(tether_web::AdminSettings::new(
+            self.admin.password_hash.as_ref().map(|h| h.expose_secret()),
+            self.admin.trusted_header.as_deref(),
+            material,
+            self.admin.session_ttl_secs.map(Duration::from_secs),
+        )?)
+    }
+
     /// Checks the timing settings make sense together.
     pub fn check_timing(&self) -> anyhow::Result<()> {
         if self.provider_timeout_secs >= self.refresh_lease_secs {
@@ -331,6 +373,24 @@ mod tests {
             assert!(e.contains("api_keys"), "{e}");
             Ok(())
         });
+    }
+
+    #[test]
+    fn admin_table_is_checked_and_redacted() {
+        let hash = tether_web::hash_admin_password("a long admin password").unwrap();
+        let c = Config::from_toml(&format!(
+            "encryption_keys = [\"k1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\"]\n[admin]\npassword_hash = \"{hash}\"\ntrusted_header = \"X-Forwarded-User\"\n"
+        ))
+        .unwrap();
+        let admin = c.admin_settings().unwrap();
+        assert!(admin.password_enabled());
+        assert_eq!(admin.trusted_header(), Some("x-forwarded-user"));
+        assert!(!format!("{c:?}").contains("argon2"), "{c:?}");
+        let c = Config::from_toml("[admin]\npassword_hash = \"hunter2\"\n").unwrap();
+        let e = c.admin_settings().err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("admin.password_hash") && e.contains("tether admin hash-password"), "{e}");
+        assert!(!c.admin_settings().is_ok_and(|a| a.is_enabled()));
+        assert!(Config::from_toml("[admin]\npasword_hash = \"x\"\n").is_err(), "typos are refused");
     }
 
     #[test]

@@ -76,6 +76,18 @@ enum Command {
         #[command(subcommand)]
         command: ConnectionsCommand,
     },
+    /// The admin pages.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Reads the admin password from standard input (one line) and prints its argon2 hash for
+    /// `[admin] password_hash`.
+    HashPassword,
 }
 
 #[derive(Subcommand)]
@@ -148,6 +160,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("sha256:{}", tether_core::hash_secret(key));
             return Ok(ExitCode::SUCCESS);
         }
+        Command::Admin { command: AdminCommand::HashPassword } => {
+            use std::io::IsTerminal;
+            if std::io::stdin().is_terminal() {
+                eprintln!("Type the admin password, then Enter (it is echoed; pipe it in to avoid that):");
+            }
+            let mut password = String::new();
+            std::io::stdin().read_line(&mut password)?;
+            let password = password.trim_end_matches(['\r', '\n']);
+            if password.chars().count() < 12 {
+                anyhow::bail!("the admin password must be at least 12 characters");
+            }
+            if password.len() > 1024 {
+                anyhow::bail!("the admin password must be at most 1024 bytes");
+            }
+            println!("{}", tether_web::hash_admin_password(password)?);
+            return Ok(ExitCode::SUCCESS);
+        }
         _ => {}
     }
     let mut config = Config::load(cli.config.as_deref())?;
@@ -165,6 +194,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Some(key) = &running.demo_api_key {
                 println!("Demo mode. API key (kept in tether-demo-secrets.toml): {key}");
                 println!("Open {} to connect a demo account.", running.public_url);
+            }
+            if let Some(password) = &running.demo_admin_password {
+                let admin = format!("{}/admin", running.public_url.as_str().trim_end_matches('/'));
+                println!("Demo mode. Admin pages: {admin}, password (kept in tether-demo-secrets.toml): {password}");
             }
             running.wait().await?;
         }
@@ -232,7 +265,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("{} connection(s)", list.len());
             }
         }
-        Command::Providers { .. } | Command::Keys { .. } => {}
+        Command::Providers { .. } | Command::Keys { .. } | Command::Admin { .. } => {}
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -285,6 +318,23 @@ async fn check(config: &Config) -> anyhow::Result<ExitCode> {
     }
     match config.api_keys() {
         Ok(k) => ok.push(format!("api keys: {}", k.len())),
+        Err(e) => problems.push(e.to_string()),
+    }
+    match config.admin_settings() {
+        Ok(a) if !a.is_enabled() => {
+            ok.push("admin pages: disabled (add [admin] password_hash or trusted_header)".into())
+        }
+        Ok(a) => ok.push(format!(
+            "admin pages: enabled ({})",
+            [
+                a.password_enabled().then(|| "password sign-in".to_owned()),
+                a.trusted_header().map(|h| format!("trusted header {h}")),
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(", ")
+        )),
         Err(e) => problems.push(e.to_string()),
     }
     let addr = config.bind.parse().unwrap_or_else(|_| std::net::SocketAddr::from(([127, 0, 0, 1], 8080)));

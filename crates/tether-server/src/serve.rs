@@ -38,8 +38,7 @@ pub struct ServeOptions {
     pub workers: Option<usize>,
 }
 
-/// A running server.
-#[derive(Debug)]
+/// A running server. `Debug` hides the generated demo credentials.
 pub struct RunningServer {
     /// The bound address.
     pub local_addr: SocketAddr,
@@ -49,9 +48,24 @@ pub struct RunningServer {
     pub engine: Tether,
     /// The API key demo mode generated, to show the user.
     pub demo_api_key: Option<String>,
+    /// The admin password demo mode generated (no `[admin]` authentication configured), to
+    /// show the user.
+    pub demo_admin_password: Option<String>,
     handle: ServerHandle,
     server: JoinHandle<std::io::Result<()>>,
     refresher: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
+}
+
+impl std::fmt::Debug for RunningServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningServer")
+            .field("local_addr", &self.local_addr)
+            .field("public_url", &self.public_url.as_str())
+            .field("engine", &self.engine)
+            .field("demo_api_key", &self.demo_api_key.as_ref().map(|_| "[redacted]"))
+            .field("demo_admin_password", &self.demo_admin_password.as_ref().map(|_| "[redacted]"))
+            .finish_non_exhaustive()
+    }
 }
 
 impl RunningServer {
@@ -99,15 +113,16 @@ pub fn build_engine(config: &Config, store: SeaStore, public_url: Url) -> anyhow
 
 /// Binds, migrates and starts serving in the background.
 pub async fn start(mut config: Config, options: ServeOptions) -> anyhow::Result<RunningServer> {
-    let (demo, demo_api_key) = if options.demo {
-        let (mock, key) = crate::demo::enable(&mut config)?;
-        (Some(mock), key)
+    let (demo, generated) = if options.demo {
+        let (mock, generated) = crate::demo::enable(&mut config)?;
+        (Some(mock), generated)
     } else {
-        (None, None)
+        (None, crate::demo::DemoCredentials::default())
     };
     let api_keys = ApiKeys::from_entries(config.api_keys()?);
     config.key_ring()?;
     config.check_timing()?;
+    let admin = config.admin_settings()?;
     let listener =
         std::net::TcpListener::bind(&config.bind).with_context(|| format!("cannot listen on {}", config.bind))?;
     let local_addr = listener.local_addr()?;
@@ -116,7 +131,7 @@ pub async fn start(mut config: Config, options: ServeOptions) -> anyhow::Result<
     let readiness: Arc<dyn tether_web::Readiness> = Arc::new(StoreReadiness(store.clone()));
     let engine = build_engine(&config, store, public_url.clone())?;
     tether_web::metrics_handle();
-    let state = WebState { engine: engine.clone(), api_keys, demo, readiness: Some(readiness) };
+    let state = WebState { engine: engine.clone(), api_keys, demo, readiness: Some(readiness), admin };
     let mut server = HttpServer::new(move || {
         App::new().wrap(tether_web::request_logger()).configure(|c| tether_web::configure(c, &state))
     })
@@ -144,5 +159,14 @@ pub async fn start(mut config: Config, options: ServeOptions) -> anyhow::Result<
         None
     };
     tracing::info!(addr = %local_addr, public_url = %public_url, "tether is serving");
-    Ok(RunningServer { local_addr, public_url, engine, demo_api_key, handle, server, refresher })
+    Ok(RunningServer {
+        local_addr,
+        public_url,
+        engine,
+        demo_api_key: generated.api_key,
+        demo_admin_password: generated.admin_password,
+        handle,
+        server,
+        refresher,
+    })
 }

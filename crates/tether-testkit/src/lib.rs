@@ -4,15 +4,35 @@
 //! authentication, redirect URIs and single-use codes, issues expiring access tokens and
 //! rotating refresh tokens, rejects a reused refresh token with `invalid_grant`, answers errors
 //! in the provider's own format (RFC 6749 JSON, or GitHub's HTTP-200 errors), counts what it
-//! sees and can be told to fail. Start it on a random loopback port with
-//! [`MockProvider::start`], or mount it on your own actix `App` with
-//! [`MockProvider::configure`] (the Tether server mounts it under `/demo` in demo mode).
+//! sees and can be told to fail.
+//!
+//! Two ways to run it:
+//! * [`MockProvider::start`] serves it on `127.0.0.1` with a random port, in the background of
+//!   the current tokio runtime (`#[tokio::test]`, `#[tokio::main]` or `#[actix_web::test]`).
+//! * [`MockProvider::configure`] registers its routes on your own actix app; mount it in a
+//!   scope: `App::new().service(web::scope("/demo").configure(|c| mock.configure(c)))`.
+//!   (The Tether server does this in demo mode.)
+//!
+//! Routes, relative to the mount point:
+//!
+//! | Route | What |
+//! |---|---|
+//! | `GET /` | a short page saying what this is |
+//! | `GET /authorize` | validates the request; consent page (or straight back with `auto_approve`) |
+//! | `POST /authorize` | the consent form: `decision=allow\|deny`, `login`, original parameters |
+//! | `POST /token` | `authorization_code` and `refresh_token` grants |
+//! | `GET /userinfo`, `GET /user` | the account behind `Authorization: Bearer` (shape per [`MockFlavor`]) |
+//! | `POST /revoke` | RFC 7009 revocation (client authentication as for `/token`) |
+//! | `DELETE /applications/{client_id}/token` | GitHub-style revocation (Basic, JSON `{"access_token"}`) |
+//! | `DELETE /applications/{client_id}/grant` | GitHub-style revocation of the whole authorization |
 //!
 //! ```no_run
 //! # async fn example() -> std::io::Result<()> {
 //! use tether_testkit::{MockProvider, MockProviderConfig};
 //! let mock = MockProvider::start(MockProviderConfig { auto_approve: Some("alice".into()), ..Default::default() }).await?;
 //! let token_url = mock.url("token"); // http://127.0.0.1:PORT/token
+//! assert_eq!(mock.refresh_count(), 0);
+//! mock.stop().await;
 //! # Ok(()) }
 //! ```
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
@@ -30,6 +50,9 @@ use actix_web::{App, HttpServer, web};
 use state::MockState;
 
 /// Which client authentication the token and revoke endpoints accept.
+///
+/// Using a method the mock does not accept is answered `invalid_client` with a description that
+/// names the expected method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MockClientAuth {
     /// Only HTTP Basic.
@@ -40,31 +63,39 @@ pub enum MockClientAuth {
     Either,
 }
 
-/// PKCE policy.
+/// PKCE policy. Only `S256` is accepted: `plain` (or a challenge without a method, which means
+/// `plain`) is refused with `invalid_request`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MockPkce {
-    /// A S256 challenge is required.
+    /// A S256 challenge is required: without one, `/authorize` redirects back with
+    /// `error=invalid_request`.
     Required,
-    /// Checked when sent.
+    /// Checked when sent, not required.
     Optional,
-    /// Ignored (like providers that do not know PKCE).
+    /// Ignored, challenge and verifier alike (like providers that do not know PKCE).
     Unsupported,
 }
 
-/// Response shapes.
+/// Response shapes: which real provider the mock imitates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MockFlavor {
-    /// RFC 6749 errors (HTTP 400/401 JSON), `/userinfo` with `sub`.
+    /// RFC 6749 errors (HTTP 400, 401 for `invalid_client`, JSON), space-separated scopes,
+    /// tokens `mat_…`/`mrt_…`, user info `{"sub","name","preferred_username","email"}` with
+    /// `sub = "u_" + hex(sha256(login)[..8])`.
     Standard,
-    /// GitHub: errors with HTTP 200, comma-separated scopes, `/user` with an integer `id`,
-    /// `DELETE /applications/{client_id}/token` revocation.
+    /// GitHub: token errors with HTTP 200 (`bad_verification_code`, `bad_refresh_token`,
+    /// `incorrect_client_credentials`, `redirect_uri_mismatch`), a form-encoded token response
+    /// unless `Accept: application/json`, comma-separated scopes, tokens `gho_…`/`ghr_…`, user
+    /// info `{"id": <integer>, "login", "name": null}` that requires a `User-Agent`, and
+    /// `DELETE /applications/{client_id}/token` revocation (404 for bad client credentials).
     GitHub,
 }
 
-/// A failure to inject into `/token`.
+/// A failure to inject into every `/token` request (code exchanges and refreshes alike), see
+/// [`MockProvider::set_token_failure`]. Applied before client authentication.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MockFailure {
-    /// Answer this HTTP status with `{"error":"server_error"}`.
+    /// Answer this HTTP status with `{"error":"server_error"}` (an invalid status code: 500).
     Status(u16),
     /// Answer 429 with `Retry-After`.
     TooManyRequests {
@@ -73,12 +104,12 @@ pub enum MockFailure {
     },
     /// Sleep this long, then answer normally.
     Hang(Duration),
-    /// Answer `invalid_grant`.
+    /// Answer `invalid_grant` (GitHub: `bad_verification_code` / `bad_refresh_token`).
     InvalidGrant,
 }
 
-/// How the mock behaves.
-#[derive(Debug, Clone)]
+/// How the mock behaves. `Debug` does not show the client secret.
+#[derive(Clone)]
 pub struct MockProviderConfig {
     /// Accepted client id.
     pub client_id: String,
@@ -92,16 +123,38 @@ pub struct MockProviderConfig {
     pub access_token_ttl: Option<Duration>,
     /// Whether refresh tokens are issued.
     pub issue_refresh_tokens: bool,
-    /// Whether each refresh returns a new refresh token and kills the used one.
+    /// Whether each refresh returns a new refresh token and kills the used one (reuse is
+    /// `invalid_grant`). Without rotation the refresh token keeps working and refresh responses
+    /// omit `refresh_token`.
     pub rotate_refresh_tokens: bool,
     /// Response shapes.
     pub flavor: MockFlavor,
     /// `Some(login)`: `/authorize` approves at once as this user, without a consent page.
     pub auto_approve: Option<String>,
-    /// Authorization-code lifetime.
+    /// Authorization-code lifetime. Codes are single use: a replayed code is `invalid_grant`
+    /// and revokes the tokens issued from it (RFC 6749 §4.1.2).
     pub code_ttl: Duration,
 }
 
+impl std::fmt::Debug for MockProviderConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MockProviderConfig")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"<redacted>")
+            .field("client_auth", &self.client_auth)
+            .field("pkce", &self.pkce)
+            .field("access_token_ttl", &self.access_token_ttl)
+            .field("issue_refresh_tokens", &self.issue_refresh_tokens)
+            .field("rotate_refresh_tokens", &self.rotate_refresh_tokens)
+            .field("flavor", &self.flavor)
+            .field("auto_approve", &self.auto_approve)
+            .field("code_ttl", &self.code_ttl)
+            .finish()
+    }
+}
+
+/// `mock-client` / `mock-secret`, either client authentication, PKCE required, one-hour access
+/// tokens, rotating refresh tokens, standard flavor, consent page, 60 s codes.
 impl Default for MockProviderConfig {
     fn default() -> Self {
         Self {
@@ -139,10 +192,17 @@ impl MockProvider {
     }
 
     /// Starts a mock on `127.0.0.1` with a random port, serving in the background.
+    ///
+    /// The server runs as a task of the current tokio runtime (so call it inside
+    /// `#[tokio::test]`, `#[tokio::main]` or `#[actix_web::test]`); it stops with
+    /// [`RunningMockProvider::stop`], when the [`RunningMockProvider`] is dropped, or when the
+    /// runtime shuts down.
     pub async fn start(config: MockProviderConfig) -> std::io::Result<RunningMockProvider> {
         let provider = Self::new(config);
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?;
+        let base_url = url::Url::parse(&format!("http://{addr}/"))
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         let mounted = provider.clone();
         let server = HttpServer::new(move || {
             let p = mounted.clone();
@@ -154,39 +214,46 @@ impl MockProvider {
         .run();
         let handle = server.handle();
         let task = tokio::spawn(server);
-        let base_url = url::Url::parse(&format!("http://{addr}/"))
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         Ok(RunningMockProvider { provider, base_url, handle, task: Some(task) })
     }
 
-    /// Registers the routes (relative paths: `authorize`, `token`, `userinfo`, `user`,
-    /// `revoke`, `applications/{client_id}/token`, and an index page).
+    /// Registers the routes, with paths relative to the mount point (see the crate docs for
+    /// the list): mount it in a scope, `web::scope("/demo").configure(|c| mock.configure(c))`,
+    /// or at the root of an app of its own. It also registers the mock as app data and
+    /// per-route form/query error handlers, scoped to where it is mounted.
     pub fn configure(&self, cfg: &mut web::ServiceConfig) {
         routes::configure(cfg, self.clone());
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut MockState) -> T) -> T {
+    /// The behaviour this mock was created with.
+    pub fn config(&self) -> &MockProviderConfig {
+        &self.config
+    }
+
+    /// Runs `f` on the state (the lock is never held across an `.await`).
+    pub(crate) fn with<T>(&self, f: impl FnOnce(&mut MockState) -> T) -> T {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut s)
     }
 
-    /// Successful refresh-token grants.
+    /// Successful `refresh_token` grants.
     pub fn refresh_count(&self) -> usize {
         self.with(|s| s.refresh_count)
     }
-    /// All refresh-token grant requests, failed ones included.
+    /// All `refresh_token` grant requests, failed ones (injected failures, bad client
+    /// credentials, dead tokens) included.
     pub fn refresh_attempts(&self) -> usize {
         self.with(|s| s.refresh_attempts)
     }
-    /// Successful authorization-code exchanges.
+    /// Successful `authorization_code` exchanges.
     pub fn code_exchanges(&self) -> usize {
         self.with(|s| s.code_exchanges)
     }
-    /// Tokens passed to the revocation endpoint.
+    /// Tokens passed to a revocation endpoint (access or refresh, known or not), oldest first.
     pub fn revoked_tokens(&self) -> Vec<String> {
         self.with(|s| s.revoked.clone())
     }
-    /// Requests answered `invalid_grant` (or GitHub's equivalents).
+    /// Requests answered `invalid_grant` (or GitHub's equivalents), injected ones included.
     pub fn invalid_grant_count(&self) -> usize {
         self.with(|s| s.invalid_grants)
     }
@@ -195,20 +262,23 @@ impl MockProvider {
         self.with(|s| s.access_valid(token))
     }
     /// Makes every `/token` request fail this way until cleared with `None`.
+    /// Refresh attempts are still counted.
     pub fn set_token_failure(&self, failure: Option<MockFailure>) {
         self.with(|s| s.failure = failure);
     }
-    /// Sleeps this long before answering refresh grants (widens race windows).
+    /// Sleeps this long before checking and answering each refresh grant (widens race
+    /// windows). `Duration::ZERO` turns it off.
     pub fn set_refresh_delay(&self, delay: Duration) {
         self.with(|s| s.refresh_delay = delay);
     }
-    /// The user removed the app: every refresh and access token dies.
+    /// The user removed the app: every refresh token dies (`invalid_grant` from now on) and
+    /// every access token becomes invalid. Tokens issued later work.
     pub fn revoke_all_grants(&self) {
         self.with(|s| s.revoke_all());
     }
 }
 
-/// A mock listening on loopback. Derefs to [`MockProvider`].
+/// A mock listening on loopback. Derefs to [`MockProvider`]; stops when dropped.
 #[derive(Debug)]
 pub struct RunningMockProvider {
     /// The mock.
@@ -220,12 +290,13 @@ pub struct RunningMockProvider {
 }
 
 impl RunningMockProvider {
-    /// An absolute URL for a path relative to the mock (`url("token")`).
+    /// An absolute URL for a path relative to the mock: `url("token")` (or `url("/token")`) is
+    /// `http://127.0.0.1:PORT/token`.
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base_url, path.trim_start_matches('/'))
     }
 
-    /// Stops the server.
+    /// Stops the server and waits until it has stopped.
     pub async fn stop(mut self) {
         self.handle.stop(false).await;
         if let Some(task) = self.task.take() {

@@ -1,6 +1,7 @@
-//! What the mock remembers: codes, tokens, counters, injected failures.
+//! What the mock remembers: codes, tokens, grants, counters, injected failures.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -9,22 +10,30 @@ use sha2::{Digest, Sha256};
 
 use crate::MockFailure;
 
+/// An authorization code handed out by `/authorize`.
 pub(crate) struct IssuedCode {
     pub(crate) client_id: String,
     pub(crate) redirect_uri: String,
+    /// The S256 challenge, when PKCE was used.
     pub(crate) challenge: Option<String>,
     pub(crate) login: String,
     pub(crate) scopes: Vec<String>,
     pub(crate) expires: Instant,
+    /// Set on the first exchange attempt: codes are single use.
     pub(crate) used: bool,
+    /// The grant created when the code was exchanged (revoked if the code is replayed).
+    pub(crate) grant: Option<u64>,
 }
 
+/// An issued access token.
 pub(crate) struct AccessToken {
     pub(crate) login: String,
     pub(crate) expires: Option<Instant>,
     pub(crate) live: bool,
+    pub(crate) grant: u64,
 }
 
+/// An issued refresh token.
 pub(crate) struct RefreshToken {
     pub(crate) client_id: String,
     pub(crate) login: String,
@@ -32,13 +41,16 @@ pub(crate) struct RefreshToken {
     pub(crate) live: bool,
     /// The access token issued with it (dies when this refresh token is used or revoked).
     pub(crate) access: String,
+    pub(crate) grant: u64,
 }
 
+/// Everything behind the mock's mutex.
 #[derive(Default)]
 pub(crate) struct MockState {
     pub(crate) codes: HashMap<String, IssuedCode>,
     pub(crate) access: HashMap<String, AccessToken>,
     pub(crate) refresh: HashMap<String, RefreshToken>,
+    pub(crate) next_grant: u64,
     pub(crate) refresh_count: usize,
     pub(crate) refresh_attempts: usize,
     pub(crate) code_exchanges: usize,
@@ -49,16 +61,36 @@ pub(crate) struct MockState {
 }
 
 impl MockState {
+    /// Whether `token` is a live, unexpired access token.
     pub(crate) fn access_valid(&self, token: &str) -> bool {
         self.access.get(token).is_some_and(|a| a.live && a.expires.is_none_or(|e| e > Instant::now()))
     }
 
+    /// The login behind a live access token.
+    pub(crate) fn access_login(&self, token: &str) -> Option<String> {
+        if self.access_valid(token) { self.access.get(token).map(|a| a.login.clone()) } else { None }
+    }
+
+    /// A fresh grant id (one per successful code exchange).
+    pub(crate) fn new_grant(&mut self) -> u64 {
+        self.next_grant += 1;
+        self.next_grant
+    }
+
+    /// The user removed the app: every token dies.
     pub(crate) fn revoke_all(&mut self) {
         self.refresh.values_mut().for_each(|r| r.live = false);
         self.access.values_mut().for_each(|a| a.live = false);
     }
 
-    /// Kills a token (access or refresh); a refresh token takes its access token with it.
+    /// Kills every token of one grant.
+    pub(crate) fn revoke_grant(&mut self, grant: u64) {
+        self.refresh.values_mut().filter(|r| r.grant == grant).for_each(|r| r.live = false);
+        self.access.values_mut().filter(|a| a.grant == grant).for_each(|a| a.live = false);
+    }
+
+    /// RFC 7009: kills a token (access or refresh); a refresh token takes its access token with
+    /// it. Unknown tokens are accepted silently. Records the token in `revoked`.
     pub(crate) fn revoke(&mut self, token: &str) {
         self.revoked.push(token.to_owned());
         if let Some(a) = self.access.get_mut(token) {
@@ -72,31 +104,51 @@ impl MockState {
             }
         }
     }
+
+    /// Forgets expired codes and dead tokens, so a long-running demo server stays small.
+    /// Forgotten codes and tokens are answered exactly like dead ones (`invalid_grant`, 401).
+    pub(crate) fn prune(&mut self) {
+        let now = Instant::now();
+        self.codes.retain(|_, c| c.expires > now);
+        self.access.retain(|_, a| a.live && a.expires.is_none_or(|e| e > now));
+        self.refresh.retain(|_, r| r.live);
+    }
 }
 
-/// 32 random bytes, base64url.
+/// 32 random bytes, base64url without padding (43 characters).
 pub(crate) fn random() -> String {
     let mut b = [0u8; 32];
-    // getrandom only fails without an OS random source; a constant would break uniqueness,
-    // so fall back to time-derived bytes (test infrastructure only).
     if getrandom::fill(&mut b).is_err() {
+        // Only without any OS random source. Test infrastructure: stay unique rather than fail.
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-        b[..16].copy_from_slice(&nanos.to_le_bytes());
+        let mut h = Sha256::new();
+        h.update(COUNTER.fetch_add(1, Ordering::Relaxed).to_le_bytes());
+        h.update(nanos.to_le_bytes());
+        h.update(std::process::id().to_le_bytes());
+        b.copy_from_slice(&h.finalize());
     }
     URL_SAFE_NO_PAD.encode(b)
 }
 
-/// BASE64URL(SHA256(verifier)), the S256 challenge.
+/// BASE64URL-NOPAD(SHA256(verifier)), the S256 challenge.
 pub(crate) fn s256(verifier: &str) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
 }
 
-/// A stable account id for a login.
+/// Whether `s` has the shape RFC 7636 requires of a verifier or challenge: 43 to 128 characters
+/// of `[A-Za-z0-9-._~]`.
+pub(crate) fn pkce_shaped(s: &str) -> bool {
+    (43..=128).contains(&s.len())
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+}
+
+/// A stable account id for a login: hex of the first 8 bytes of SHA-256(login).
 pub(crate) fn account_hex(login: &str) -> String {
     Sha256::digest(login.as_bytes())[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// A stable integer account id (GitHub flavor).
+/// A stable integer account id (GitHub flavor), 1..=100_000_000.
 pub(crate) fn account_number(login: &str) -> u64 {
     let d = Sha256::digest(login.as_bytes());
     let mut n = [0u8; 8];
@@ -106,11 +158,25 @@ pub(crate) fn account_number(login: &str) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn rfc7636_appendix_b() {
-        assert_eq!(
-            super::s256("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
-            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
-        );
+        assert_eq!(s256("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"), "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM");
+    }
+
+    #[test]
+    fn random_tokens_are_43_chars_and_distinct() {
+        let (a, b) = (random(), random());
+        assert_eq!(a.len(), 43);
+        assert_ne!(a, b);
+        assert!(pkce_shaped(&a));
+    }
+
+    #[test]
+    fn account_ids_are_stable() {
+        assert_eq!(account_hex("alice"), account_hex("alice"));
+        assert_eq!(account_hex("alice").len(), 16);
+        assert_ne!(account_number("alice"), account_number("bob"));
     }
 }

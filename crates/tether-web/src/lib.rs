@@ -5,6 +5,7 @@
 //! translate HTTP to engine calls and engine errors to JSON (API) or readable pages (browser).
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+mod admin;
 mod api;
 mod auth;
 mod browser;
@@ -18,6 +19,7 @@ mod proxy;
 use actix_web::web;
 use tether_core::Tether;
 
+pub use admin::{AdminSettings, AdminSettingsError, hash_admin_password};
 pub use auth::{ApiKeyEntry, ApiKeyScope, ApiKeys};
 pub use error::{ApiError, PageError};
 pub use openapi::openapi;
@@ -35,11 +37,17 @@ pub struct WebState {
     pub demo: Option<DemoAuthorizationServer>,
     /// Database readiness for `/readyz` (`None`: always ready).
     pub readiness: Option<std::sync::Arc<dyn Readiness>>,
+    /// How the admin pages under `/admin` authenticate (disabled by default).
+    pub admin: AdminSettings,
 }
 
 impl std::fmt::Debug for WebState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WebState").field("engine", &self.engine).field("demo", &self.demo.is_some()).finish()
+        f.debug_struct("WebState")
+            .field("engine", &self.engine)
+            .field("demo", &self.demo.is_some())
+            .field("admin", &self.admin)
+            .finish()
     }
 }
 
@@ -60,6 +68,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: &WebState) {
         let demo = demo.clone();
         cfg.service(web::scope("/demo").wrap(middleware::browser_headers()).configure(move |c| demo.configure(c)));
     }
+    cfg.configure(admin::configure);
     // Last: the browser scope has an empty prefix and answers everything else.
     cfg.configure(browser::configure).default_service(web::to(error::not_found));
 }

@@ -1,0 +1,209 @@
+//! `GET /authorize` (consent page or auto-approval) and `POST /authorize` (the user's decision).
+
+use std::time::Instant;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use askama::Template;
+
+use super::{Params, Reject, error_page, page};
+use crate::state::{IssuedCode, pkce_shaped, random};
+use crate::{MockFlavor, MockPkce, MockProvider};
+
+/// The login the consent page suggests.
+const DEFAULT_LOGIN: &str = "demo-user";
+
+#[derive(Template)]
+#[template(path = "consent.html")]
+struct ConsentPage<'a> {
+    client_id: &'a str,
+    scopes: Vec<&'a str>,
+    return_to: String,
+    hidden: Vec<(&'a str, &'a str)>,
+    login: &'a str,
+    error: Option<&'a str>,
+}
+
+/// A validated authorization request.
+struct AuthRequest<'a> {
+    redirect_uri: url::Url,
+    state: Option<&'a str>,
+    /// The S256 challenge to bind to the code (`None` when PKCE is unused or ignored).
+    challenge: Option<&'a str>,
+}
+
+/// `Location: redirect_uri` plus these query parameters (appended to any query it already has).
+fn redirect_with(redirect_uri: &url::Url, pairs: &[(&str, &str)]) -> HttpResponse {
+    let mut url = redirect_uri.clone();
+    if !pairs.is_empty() {
+        let mut q = url.query_pairs_mut();
+        for (k, v) in pairs {
+            q.append_pair(k, v);
+        }
+    }
+    HttpResponse::Found()
+        .insert_header(("Location", url.as_str()))
+        .insert_header(("Cache-Control", "no-store"))
+        .insert_header(("Referrer-Policy", "no-referrer"))
+        .finish()
+}
+
+/// An error sent back to the client's redirect URI (RFC 6749 §4.1.2.1).
+fn redirect_error(req: &AuthRequest<'_>, code: &str, description: &str) -> HttpResponse {
+    let mut pairs = vec![("error", code), ("error_description", description)];
+    if let Some(state) = req.state {
+        pairs.push(("state", state));
+    }
+    redirect_with(&req.redirect_uri, &pairs)
+}
+
+/// Validates an authorization request. `Err` is the response to send: a 400 page when the
+/// client or redirect URI cannot be trusted, otherwise an error redirect.
+fn check<'a>(mock: &MockProvider, p: &'a Params) -> Result<AuthRequest<'a>, Reject> {
+    let cfg = &mock.config;
+    match p.get("client_id") {
+        None => return Err(error_page("The request has no client_id.").into()),
+        Some(id) if *id != cfg.client_id => {
+            return Err(error_page(&format!("The application \"{id}\" is not registered with this provider.")).into());
+        }
+        Some(_) => {}
+    }
+    let Some(raw) = p.get("redirect_uri").filter(|r| !r.is_empty()) else {
+        return Err(error_page("The request has no redirect_uri.").into());
+    };
+    let redirect_uri = match url::Url::parse(raw) {
+        Ok(u) if !matches!(u.scheme(), "http" | "https") => {
+            return Err(error_page("The redirect_uri must be an http or https URL.").into());
+        }
+        Ok(u) if u.fragment().is_some() => {
+            return Err(error_page("The redirect_uri must not contain a fragment.").into());
+        }
+        Ok(u) => u,
+        Err(_) => return Err(error_page("The redirect_uri is not an absolute URL.").into()),
+    };
+    let mut req = AuthRequest { redirect_uri, state: p.get("state").map(String::as_str), challenge: None };
+    match (p.get("response_type").map(String::as_str), cfg.flavor) {
+        (Some("code"), _) | (None, MockFlavor::GitHub) => {}
+        (None, MockFlavor::Standard) => {
+            return Err(redirect_error(&req, "invalid_request", "response_type is required").into());
+        }
+        (Some(_), _) => {
+            return Err(
+                redirect_error(&req, "unsupported_response_type", "only response_type=code is supported").into()
+            );
+        }
+    }
+    if cfg.pkce == MockPkce::Unsupported {
+        return Ok(req);
+    }
+    match p.get("code_challenge").filter(|c| !c.is_empty()) {
+        None if cfg.pkce == MockPkce::Required => {
+            Err(redirect_error(&req, "invalid_request", "code_challenge is required (PKCE with S256)").into())
+        }
+        None => Ok(req),
+        Some(challenge) => {
+            // RFC 7636 §4.3: an absent method means `plain`, which this provider refuses.
+            if p.get("code_challenge_method").map(String::as_str) != Some("S256") {
+                return Err(redirect_error(&req, "invalid_request", "code_challenge_method must be S256").into());
+            }
+            if !pkce_shaped(challenge) {
+                return Err(redirect_error(&req, "invalid_request", "code_challenge is malformed").into());
+            }
+            req.challenge = Some(challenge);
+            Ok(req)
+        }
+    }
+}
+
+/// Issues a single-use code for `login` and redirects back with it.
+fn issue_code(mock: &MockProvider, p: &Params, req: &AuthRequest<'_>, login: &str) -> HttpResponse {
+    let code = random();
+    let scopes = p.get("scope").map(|s| split_scopes(s).map(str::to_owned).collect()).unwrap_or_default();
+    let issued = IssuedCode {
+        client_id: mock.config.client_id.clone(),
+        redirect_uri: p.get("redirect_uri").cloned().unwrap_or_default(),
+        challenge: req.challenge.map(str::to_owned),
+        login: login.to_owned(),
+        scopes,
+        expires: Instant::now() + mock.config.code_ttl,
+        used: false,
+        grant: None,
+    };
+    mock.with(|s| {
+        s.prune();
+        s.codes.insert(code.clone(), issued);
+    });
+    let mut pairs = vec![("code", code.as_str())];
+    if let Some(state) = req.state {
+        pairs.push(("state", state));
+    }
+    redirect_with(&req.redirect_uri, &pairs)
+}
+
+/// Requested scopes: space-delimited per RFC 6749 (commas tolerated, as some providers do).
+fn split_scopes(s: &str) -> impl Iterator<Item = &str> {
+    s.split([' ', ',']).filter(|x| !x.is_empty())
+}
+
+/// The consent page; every original parameter travels back as a hidden field.
+fn consent(mock: &MockProvider, p: &Params, req: &AuthRequest<'_>, login: &str, error: Option<&str>) -> HttpResponse {
+    let mut hidden: Vec<(&str, &str)> = p
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "decision" | "login"))
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    hidden.sort_unstable();
+    let page_data = ConsentPage {
+        client_id: &mock.config.client_id,
+        scopes: p.get("scope").map(|s| split_scopes(s).collect()).unwrap_or_default(),
+        return_to: req.redirect_uri.origin().ascii_serialization(),
+        hidden,
+        login,
+        error,
+    };
+    match page_data.render() {
+        Ok(body) => page(if error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK }, body),
+        Err(_) => error_page("The consent page could not be rendered."),
+    }
+}
+
+/// `GET /authorize`.
+pub(crate) async fn authorize_get(mock: web::Data<MockProvider>, q: web::Query<Params>) -> HttpResponse {
+    let p = q.into_inner();
+    let req = match check(&mock, &p) {
+        Ok(req) => req,
+        Err(resp) => return *resp,
+    };
+    match &mock.config.auto_approve {
+        Some(login) => issue_code(&mock, &p, &req, login),
+        None => consent(&mock, &p, &req, DEFAULT_LOGIN, None),
+    }
+}
+
+/// A demo login: 1 to 64 characters of `[A-Za-z0-9_.-]`.
+fn valid_login(login: &str) -> bool {
+    (1..=64).contains(&login.len())
+        && login.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+/// `POST /authorize`: the consent form (original parameters, `decision`, `login`).
+pub(crate) async fn authorize_post(mock: web::Data<MockProvider>, form: web::Form<Params>) -> HttpResponse {
+    let p = form.into_inner();
+    let req = match check(&mock, &p) {
+        Ok(req) => req,
+        Err(resp) => return *resp,
+    };
+    let login = p.get("login").map(|l| l.trim()).unwrap_or("");
+    match p.get("decision").map(String::as_str) {
+        Some("allow") if valid_login(login) => issue_code(&mock, &p, &req, login),
+        Some("allow") => {
+            let shown = if login.len() > 64 { DEFAULT_LOGIN } else { login };
+            consent(&mock, &p, &req, shown, Some("Use 1 to 64 letters, digits, '.', '_' or '-' for the name."))
+        }
+        Some("deny") => redirect_error(&req, "access_denied", "The user denied access"),
+        _ => {
+            let shown = if valid_login(login) { login } else { DEFAULT_LOGIN };
+            consent(&mock, &p, &req, shown, Some("Choose Allow or Deny."))
+        }
+    }
+}

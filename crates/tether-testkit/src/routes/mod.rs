@@ -1,0 +1,200 @@
+//! The mock's HTTP endpoints.
+
+mod api;
+mod authorize;
+mod token;
+
+use std::collections::HashMap;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use subtle::ConstantTimeEq;
+
+use crate::{MockFlavor, MockProvider};
+
+/// A response to send instead of going on (boxed: `HttpResponse` is large).
+pub(crate) type Reject = Box<HttpResponse>;
+
+/// Query or form parameters (a repeated name keeps its last value).
+pub(crate) type Params = HashMap<String, String>;
+
+/// Registers every route, relative to wherever the caller mounts them.
+pub(crate) fn configure(cfg: &mut web::ServiceConfig, mock: MockProvider) {
+    cfg.app_data(web::Data::new(mock))
+        // "" answers the bare mount point (`/demo`) inside a scope; "/" the root or `/demo/`.
+        .service(resource(&["", "/"]).route(web::get().to(index)))
+        .service(
+            resource(&["/authorize"])
+                .app_data(web::QueryConfig::default().error_handler(|e, _| {
+                    actix_web::error::InternalError::from_response(e, error_page("The query string is malformed."))
+                        .into()
+                }))
+                .app_data(web::FormConfig::default().error_handler(|e, _| {
+                    actix_web::error::InternalError::from_response(e, error_page("The form body is malformed.")).into()
+                }))
+                .route(web::get().to(authorize::authorize_get))
+                .route(web::post().to(authorize::authorize_post)),
+        )
+        .service(resource(&["/token"]).app_data(json_form_errors()).route(web::post().to(token::token)))
+        .service(resource(&["/userinfo"]).route(web::get().to(api::userinfo)))
+        .service(resource(&["/user"]).route(web::get().to(api::userinfo)))
+        .service(resource(&["/revoke"]).app_data(json_form_errors()).route(web::post().to(api::revoke)))
+        .service(resource(&["/applications/{client_id}/token"]).route(web::delete().to(api::github_revoke_token)))
+        .service(resource(&["/applications/{client_id}/grant"]).route(web::delete().to(api::github_revoke_grant)));
+}
+
+/// A resource that answers other methods 404 (like an unknown path), not 405.
+fn resource(paths: &[&str]) -> actix_web::Resource {
+    web::resource(paths.to_vec()).default_service(web::to(|| async {
+        HttpResponse::NotFound().json(serde_json::json!({ "error": "not_found" }))
+    }))
+}
+
+/// A form body that is not `application/x-www-form-urlencoded` or does not parse gets an OAuth
+/// `invalid_request` (never actix's plain-text default).
+fn json_form_errors() -> web::FormConfig {
+    web::FormConfig::default().error_handler(|e, _| {
+        let resp = HttpResponse::BadRequest().insert_header(("Cache-Control", "no-store")).json(serde_json::json!({
+            "error": "invalid_request",
+            "error_description": "the body must be application/x-www-form-urlencoded",
+        }));
+        actix_web::error::InternalError::from_response(e, resp).into()
+    })
+}
+
+/// An HTML page with the headers every page of the mock carries.
+pub(crate) fn page(status: StatusCode, body: String) -> HttpResponse {
+    HttpResponse::build(status)
+        .content_type("text/html; charset=utf-8")
+        .insert_header(("Referrer-Policy", "no-referrer"))
+        .insert_header(("X-Frame-Options", "DENY"))
+        .insert_header(("X-Content-Type-Options", "nosniff"))
+        .insert_header((
+            "Content-Security-Policy",
+            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'",
+        ))
+        .insert_header(("Cache-Control", "no-store"))
+        .body(body)
+}
+
+/// Escapes text for HTML element content and attribute values.
+pub(crate) fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+const PAGE_STYLE: &str = "<style>body{font:16px/1.5 system-ui,sans-serif;max-width:34rem;margin:3rem auto;padding:0 1rem}\
+code{font-size:.9rem}</style>";
+
+/// The 400 page for an authorization request that cannot be redirected back (unknown client,
+/// missing or bad `redirect_uri`): like real providers, the mock shows it instead of redirecting.
+pub(crate) fn error_page(message: &str) -> HttpResponse {
+    page(
+        StatusCode::BAD_REQUEST,
+        format!(
+            "<!doctype html><html lang=en><meta charset=utf-8><title>Demo provider — authorization error</title>\
+             {PAGE_STYLE}<h1>Authorization error</h1><p>{}</p>\
+             <p>The application that sent you here made an invalid request. Nothing was authorized.</p></html>",
+            escape(message)
+        ),
+    )
+}
+
+/// `GET /`: what this is.
+async fn index(mock: web::Data<MockProvider>) -> HttpResponse {
+    let flavor = match mock.config.flavor {
+        MockFlavor::Standard => "standard OAuth 2.0 (RFC 6749)",
+        MockFlavor::GitHub => "GitHub-shaped",
+    };
+    page(
+        StatusCode::OK,
+        format!(
+            "<!doctype html><html lang=en><meta charset=utf-8><title>Demo provider</title>{PAGE_STYLE}\
+             <h1>Demo provider</h1>\
+             <p>A fake OAuth 2.0 authorization server ({flavor}) for trying Tether without an account at a real \
+             provider, and for tests. It has no real users: on its consent page you type any name, and each name is \
+             a separate demo account.</p>\
+             <p>Endpoints, relative to this page: <code>authorize</code>, <code>token</code>, \
+             <code>userinfo</code> (or <code>user</code>), <code>revoke</code>.</p></html>"
+        ),
+    )
+}
+
+/// Compares two secrets in constant time (for equal lengths).
+pub(crate) fn same_secret(a: &str, b: &str) -> bool {
+    a.as_bytes().ct_eq(b.as_bytes()).into()
+}
+
+/// The decoded `Authorization: Basic` credentials, as sent (`raw`) and percent-decoded
+/// (RFC 6749 §2.3.1 form-encodes id and secret before base64). `Some(None)`: a Basic header
+/// that does not decode.
+pub(crate) fn basic_credentials(req: &HttpRequest) -> Option<Option<BasicCredentials>> {
+    let value = req.headers().get("Authorization")?.to_str().ok()?;
+    let (scheme, rest) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    use base64::Engine;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(rest.trim())
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| s.split_once(':').map(|(i, p)| (i.to_owned(), p.to_owned())));
+    Some(decoded.map(|(id, secret)| BasicCredentials { id, secret }))
+}
+
+/// Client credentials from an HTTP Basic header.
+pub(crate) struct BasicCredentials {
+    pub(crate) id: String,
+    pub(crate) secret: String,
+}
+
+impl BasicCredentials {
+    /// Whether these are the configured credentials, either raw or form-url-decoded.
+    pub(crate) fn matches(&self, id: &str, secret: &str) -> bool {
+        let raw = same_secret(&self.id, id) & same_secret(&self.secret, secret);
+        raw || (same_secret(&form_decode(&self.id), id) & same_secret(&form_decode(&self.secret), secret))
+    }
+}
+
+/// Decodes one `application/x-www-form-urlencoded` value (`+` is a space; a `%` not followed by
+/// two hex digits stays as it is).
+fn form_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: Option<&u8>| b.and_then(|b| (*b as char).to_digit(16));
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                if let (Some(h), Some(l)) = (hex(bytes.get(i + 1)), hex(bytes.get(i + 2))) {
+                    out.push((h * 16 + l) as u8);
+                    i += 2;
+                } else {
+                    out.push(b'%');
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The bearer token of a request (`Bearer x`, or GitHub's older `token x`).
+pub(crate) fn bearer(req: &HttpRequest) -> Option<&str> {
+    let value = req.headers().get("Authorization")?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    (scheme.eq_ignore_ascii_case("bearer") || scheme.eq_ignore_ascii_case("token")).then(|| token.trim())
+}
