@@ -67,7 +67,8 @@ fn providers_lists_the_compiled_in_providers() {
     let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     let ids: Vec<&str> = json["providers"].as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap()).collect();
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "sorted: {ids:?}");
-    for id in ["demo", "generic", "github", "twitter", "twitter_oauth1"] {
+    for id in ["demo", "facebook", "generic", "github", "linkedin", "pinterest", "reddit", "twitter", "twitter_oauth1"]
+    {
         assert!(ids.contains(&id), "{id} missing from {ids:?}");
     }
 }

@@ -94,7 +94,9 @@ pub struct HarnessOptions {
     pub extra_config: String,
     /// Extra TOML inside `[providers.mock]`.
     pub provider_config: String,
-    /// Provider kind for the mock (`generic` or `github`).
+    /// Provider kind for the mock: `generic` (standard endpoints, `sub` / `preferred_username`),
+    /// or a provider id whose mock flavor serves the provider's own paths (`github`, `linkedin`,
+    /// `reddit`, `pinterest`, `facebook`).
     pub kind: &'static str,
     /// A client secret for the server that differs from the mock's (to test rejection).
     pub server_client_secret: Option<String>,
@@ -124,14 +126,32 @@ impl Harness {
         let client_id = options.mock.client_id.clone();
         let client_secret = options.server_client_secret.clone().unwrap_or_else(|| options.mock.client_secret.clone());
         let mock = tether_testkit::MockProvider::start(options.mock).await.expect("mock provider starts");
-        let endpoints = if options.kind == "github" {
-            format!(
-                "authorize_url = \"{}\"\ntoken_url = \"{}\"\nuserinfo_url = \"{}\"\nrevoke_url = \"{}\"\n",
-                mock.url("authorize"),
-                mock.url("token"),
-                mock.url("user"),
-                mock.url("applications/{client_id}/token"),
-            )
+        // Provider kinds get the mock's provider-shaped paths (the real endpoints' paths).
+        let provider_paths = match options.kind {
+            "github" => Some(("authorize", "token", "user", Some("applications/{client_id}/token"))),
+            "linkedin" => {
+                Some(("oauth/v2/authorization", "oauth/v2/accessToken", "v2/userinfo", Some("oauth/v2/revoke")))
+            }
+            "reddit" => Some(("api/v1/authorize", "api/v1/access_token", "api/v1/me", Some("api/v1/revoke_token"))),
+            // Pinterest cannot revoke user tokens: no revoke_url.
+            "pinterest" => Some(("oauth/", "v5/oauth/token", "v5/user_account", None)),
+            "facebook" => Some(("dialog/oauth", "oauth/access_token", "me?fields=id,name", Some("me/permissions"))),
+            _ => None,
+        };
+        let endpoints = if let Some((authorize, token, userinfo, revoke)) = provider_paths {
+            let mut endpoints = format!(
+                "authorize_url = \"{}\"\ntoken_url = \"{}\"\nuserinfo_url = \"{}\"\n",
+                mock.url(authorize),
+                mock.url(token),
+                mock.url(userinfo),
+            );
+            if let Some(revoke) = revoke {
+                endpoints.push_str(&format!("revoke_url = \"{}\"\n", mock.url(revoke)));
+            }
+            if options.kind != "github" {
+                endpoints.push_str(&format!("api_base_url = \"{}\"\n", mock.base_url));
+            }
+            endpoints
         } else {
             format!(
                 "authorize_url = \"{}\"\ntoken_url = \"{}\"\nuserinfo_url = \"{}\"\nrevoke_url = \"{}\"\naccount_id_field = \"sub\"\naccount_name_field = \"preferred_username\"\napi_base_url = \"{}\"\n",

@@ -3,8 +3,11 @@
 //! [`MockProvider`] is a real authorization server: it checks PKCE S256, client
 //! authentication, redirect URIs and single-use codes, issues expiring access tokens and
 //! rotating refresh tokens, rejects a reused refresh token with `invalid_grant`, answers errors
-//! in the provider's own format (RFC 6749 JSON, or GitHub's HTTP-200 errors), counts what it
-//! sees and can be told to fail.
+//! in the provider's own format (RFC 6749 JSON, GitHub's HTTP-200 errors, Pinterest's
+//! `{"code","message"}`, Meta's `{"error":{…}}`), counts what it sees and can be told to fail.
+//! A [`MockFlavor`] makes it imitate one real provider: its paths, response shapes, error
+//! formats and quirks ([`MockProviderConfig::for_flavor`] also sets its client authentication,
+//! PKCE support and token lifetimes).
 //!
 //! Two ways to run it:
 //! * [`MockProvider::start`] serves it on `127.0.0.1` with a random port, in the background of
@@ -25,6 +28,16 @@
 //! | `POST /revoke` | RFC 7009 revocation (client authentication as for `/token`) |
 //! | `DELETE /applications/{client_id}/token` | GitHub-style revocation (Basic, JSON `{"access_token"}`) |
 //! | `DELETE /applications/{client_id}/grant` | GitHub-style revocation of the whole authorization |
+//!
+//! Provider flavors add their provider's own paths (aliases of the routes above, answering in
+//! the flavor's shapes):
+//!
+//! | Flavor | Paths |
+//! |---|---|
+//! | [`LinkedIn`](MockFlavor::LinkedIn) | `/oauth/v2/authorization`, `POST /oauth/v2/accessToken`, `POST /oauth/v2/revoke`, `GET /v2/userinfo` |
+//! | [`Reddit`](MockFlavor::Reddit) | `/api/v1/authorize`, `POST /api/v1/access_token`, `POST /api/v1/revoke_token`, `GET /api/v1/me` |
+//! | [`Pinterest`](MockFlavor::Pinterest) | `/oauth/`, `POST /v5/oauth/token`, `GET /v5/user_account` |
+//! | [`Facebook`](MockFlavor::Facebook) | `/dialog/oauth`, `GET`/`POST /oauth/access_token` (also `GET /token`), `GET /me?fields=…`, `DELETE /me/permissions` |
 //!
 //! ```no_run
 //! # async fn example() -> std::io::Result<()> {
@@ -51,8 +64,9 @@ use state::MockState;
 
 /// Which client authentication the token and revoke endpoints accept.
 ///
-/// Using a method the mock does not accept is answered `invalid_client` with a description that
-/// names the expected method.
+/// Using a method the mock does not accept is answered `invalid_client` (in the flavor's error
+/// format) with a description that names the expected method. Facebook takes the body
+/// credentials from the query string too.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MockClientAuth {
     /// Only HTTP Basic.
@@ -89,6 +103,39 @@ pub enum MockFlavor {
     /// info `{"id": <integer>, "login", "name": null}` that requires a `User-Agent`, and
     /// `DELETE /applications/{client_id}/token` revocation (404 for bad client credentials).
     GitHub,
+    /// LinkedIn: RFC 6749 errors, a comma-separated `scope` in token responses, tokens
+    /// `AQV…`/`AQX…`, an `id_token` when `openid` was granted, OIDC user info at `/v2/userinfo`
+    /// (`{"sub","name","given_name","family_name","email",…}`, errors
+    /// `{"serviceErrorCode","message","status"}`). Refresh tokens (LinkedIn issues them only to
+    /// approved partners: `issue_refresh_tokens`) are not rotated and keep their fixed 365-day
+    /// expiry: each refresh answers the same refresh token with the *remaining*
+    /// `refresh_token_expires_in`. `/revoke` (`/oauth/v2/revoke`, form `client_id`,
+    /// `client_secret`, `token`) ends the whole authorization.
+    LinkedIn,
+    /// Reddit: a `User-Agent` is required on every token, revoke and API request (429
+    /// `{"message":"Too Many Requests","error":429}` without one); a refresh token only when
+    /// the authorization asked for `duration=permanent`; authorization-code errors with
+    /// HTTP 200 (`{"error":"invalid_grant"}`), refresh errors with 400; client errors 401
+    /// `{"message":"Unauthorized","error":401}`; user info at `/api/v1/me` (`{"id": <base36>,
+    /// "name", …}`); RFC 7009 revocation at `/api/v1/revoke_token`.
+    Reddit,
+    /// Pinterest (API v5): errors `{"code": <int>, "message"}` (283 "The authorization grant
+    /// is invalid" for dead codes and refresh tokens, 2 "Authentication failed." for bad client
+    /// credentials, 1 for malformed requests), a comma-separated `scope`, tokens
+    /// `pina_…`/`pinr_…`, continuous refresh (each refresh answers a new refresh token with
+    /// `refresh_token_expires_in`), user info at `/v5/user_account`
+    /// (`{"id","username","account_type",…}`). No revocation of user tokens.
+    Pinterest,
+    /// Facebook (Graph API): Meta errors `{"error":{"message","type":"OAuthException","code",
+    /// "error_subcode","fbtrace_id"}}` (190 for invalid or expired access tokens, 100 for bad
+    /// codes, 1/101 for client credentials); the token endpoint answers `GET` and `POST`
+    /// (`/oauth/access_token`), a code exchange gives a short-lived token (at most one hour)
+    /// and **no refresh token**; `grant_type=fb_exchange_token&fb_exchange_token=<token>`
+    /// trades a valid token for a long-lived one (`access_token_ttl`; the presented token keeps
+    /// working until it expires); `/me?fields=id,name` (token as `Bearer` or `access_token`);
+    /// `DELETE /me/permissions` revokes the whole authorization; a successful authorization
+    /// redirect ends in `#_=_`.
+    Facebook,
 }
 
 /// A failure to inject into every `/token` request (code exchanges and refreshes alike), see
@@ -104,7 +151,8 @@ pub enum MockFailure {
     },
     /// Sleep this long, then answer normally.
     Hang(Duration),
-    /// Answer `invalid_grant` (GitHub: `bad_verification_code` / `bad_refresh_token`).
+    /// Answer `invalid_grant` (GitHub: `bad_verification_code` / `bad_refresh_token`;
+    /// Pinterest: code 283; Facebook: code 100 for codes, 190 for token exchanges).
     InvalidGrant,
 }
 
@@ -150,6 +198,40 @@ impl std::fmt::Debug for MockProviderConfig {
             .field("auto_approve", &self.auto_approve)
             .field("code_ttl", &self.code_ttl)
             .finish()
+    }
+}
+
+impl MockProviderConfig {
+    /// The defaults with `flavor` and what the real provider does: its client authentication,
+    /// PKCE support, access-token lifetime and refresh-token behaviour.
+    ///
+    /// | Flavor | Client auth | PKCE | Access token | Refresh tokens |
+    /// |---|---|---|---|---|
+    /// | `Standard` | either | required | 1 h | rotating |
+    /// | `GitHub` (OAuth App) | body | optional | no expiry | none |
+    /// | `LinkedIn` | body | unsupported | 60 days | none (partners only) |
+    /// | `Reddit` | Basic | unsupported | 1 h | yes (`duration=permanent`), not rotated |
+    /// | `Pinterest` | Basic | unsupported | 30 days | rotating (continuous refresh) |
+    /// | `Facebook` | body/query | unsupported | long-lived 60 days | none (`fb_exchange_token`) |
+    pub fn for_flavor(flavor: MockFlavor) -> Self {
+        const DAY: u64 = 86_400;
+        let (client_auth, pkce, ttl, refresh, rotate) = match flavor {
+            MockFlavor::Standard => (MockClientAuth::Either, MockPkce::Required, Some(3600), true, true),
+            MockFlavor::GitHub => (MockClientAuth::Post, MockPkce::Optional, None, false, false),
+            MockFlavor::LinkedIn => (MockClientAuth::Post, MockPkce::Unsupported, Some(60 * DAY), false, false),
+            MockFlavor::Reddit => (MockClientAuth::Basic, MockPkce::Unsupported, Some(3600), true, false),
+            MockFlavor::Pinterest => (MockClientAuth::Basic, MockPkce::Unsupported, Some(30 * DAY), true, true),
+            MockFlavor::Facebook => (MockClientAuth::Post, MockPkce::Unsupported, Some(60 * DAY), false, false),
+        };
+        Self {
+            client_auth,
+            pkce,
+            access_token_ttl: ttl.map(Duration::from_secs),
+            issue_refresh_tokens: refresh,
+            rotate_refresh_tokens: rotate,
+            flavor,
+            ..Self::default()
+        }
     }
 }
 
@@ -236,14 +318,20 @@ impl MockProvider {
         f(&mut s)
     }
 
-    /// Successful `refresh_token` grants.
+    /// Successful `refresh_token` grants (Facebook: `fb_exchange_token` grants that renewed a
+    /// long-lived token).
     pub fn refresh_count(&self) -> usize {
         self.with(|s| s.refresh_count)
     }
     /// All `refresh_token` grant requests, failed ones (injected failures, bad client
-    /// credentials, dead tokens) included.
+    /// credentials, dead tokens) included (Facebook: `fb_exchange_token` requests that do not
+    /// present a short-lived token).
     pub fn refresh_attempts(&self) -> usize {
         self.with(|s| s.refresh_attempts)
+    }
+    /// Successful Facebook `fb_exchange_token` grants (short-lived to long-lived, and renewals).
+    pub fn token_exchanges(&self) -> usize {
+        self.with(|s| s.token_exchanges)
     }
     /// Successful `authorization_code` exchanges.
     pub fn code_exchanges(&self) -> usize {
@@ -253,7 +341,9 @@ impl MockProvider {
     pub fn revoked_tokens(&self) -> Vec<String> {
         self.with(|s| s.revoked.clone())
     }
-    /// Requests answered `invalid_grant` (or GitHub's equivalents), injected ones included.
+    /// Requests answered `invalid_grant` (or the flavor's equivalent: GitHub's
+    /// `bad_verification_code`/`bad_refresh_token`, Pinterest's code 283, Meta's codes 100 and
+    /// 190), injected ones included.
     pub fn invalid_grant_count(&self) -> usize {
         self.with(|s| s.invalid_grants)
     }

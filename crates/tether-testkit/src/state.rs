@@ -23,6 +23,8 @@ pub(crate) struct IssuedCode {
     pub(crate) used: bool,
     /// The grant created when the code was exchanged (revoked if the code is replayed).
     pub(crate) grant: Option<u64>,
+    /// Whether a refresh token may be issued for it (Reddit: only with `duration=permanent`).
+    pub(crate) offline: bool,
 }
 
 /// An issued access token.
@@ -31,6 +33,8 @@ pub(crate) struct AccessToken {
     pub(crate) expires: Option<Instant>,
     pub(crate) live: bool,
     pub(crate) grant: u64,
+    /// A Facebook short-lived token (from a code exchange, before `fb_exchange_token`).
+    pub(crate) short_lived: bool,
 }
 
 /// An issued refresh token.
@@ -42,6 +46,15 @@ pub(crate) struct RefreshToken {
     /// The access token issued with it (dies when this refresh token is used or revoked).
     pub(crate) access: String,
     pub(crate) grant: u64,
+    /// When it stops working (`None`: never).
+    pub(crate) expires: Option<Instant>,
+}
+
+impl RefreshToken {
+    /// Whether it still works.
+    pub(crate) fn usable(&self) -> bool {
+        self.live && self.expires.is_none_or(|e| e > Instant::now())
+    }
 }
 
 /// Everything behind the mock's mutex.
@@ -54,6 +67,7 @@ pub(crate) struct MockState {
     pub(crate) refresh_count: usize,
     pub(crate) refresh_attempts: usize,
     pub(crate) code_exchanges: usize,
+    pub(crate) token_exchanges: usize,
     pub(crate) invalid_grants: usize,
     pub(crate) revoked: Vec<String>,
     pub(crate) failure: Option<MockFailure>,
@@ -105,13 +119,25 @@ impl MockState {
         }
     }
 
+    /// Kills every token of the grant `token` (an access or refresh token) belongs to, and
+    /// records it in `revoked`. Returns whether the token was a live one.
+    pub(crate) fn revoke_token_grant(&mut self, token: &str) -> bool {
+        self.revoked.push(token.to_owned());
+        let grant = match (self.access.get(token), self.refresh.get(token)) {
+            (Some(a), _) if self.access_valid(token) => Some(a.grant),
+            (_, Some(r)) if r.usable() => Some(r.grant),
+            _ => None,
+        };
+        grant.map(|g| self.revoke_grant(g)).is_some()
+    }
+
     /// Forgets expired codes and dead tokens, so a long-running demo server stays small.
     /// Forgotten codes and tokens are answered exactly like dead ones (`invalid_grant`, 401).
     pub(crate) fn prune(&mut self) {
         let now = Instant::now();
         self.codes.retain(|_, c| c.expires > now);
         self.access.retain(|_, a| a.live && a.expires.is_none_or(|e| e > now));
-        self.refresh.retain(|_, r| r.live);
+        self.refresh.retain(|_, r| r.usable());
     }
 }
 
@@ -148,6 +174,30 @@ pub(crate) fn account_hex(login: &str) -> String {
     Sha256::digest(login.as_bytes())[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// A stable Reddit-style account id: `account_number` in base 36 (Reddit ids look like `1w72`).
+pub(crate) fn account_base36(login: &str) -> String {
+    let mut n = account_number(login);
+    let mut digits = Vec::new();
+    while n > 0 {
+        digits.push(char::from_digit((n % 36) as u32, 36).unwrap_or('0'));
+        n /= 36;
+    }
+    digits.iter().rev().collect()
+}
+
+/// A stable long decimal account id as a string (Pinterest, Facebook app-scoped ids), 18 digits.
+pub(crate) fn account_digits(login: &str) -> String {
+    let d = Sha256::digest(login.as_bytes());
+    let mut n = [0u8; 8];
+    n.copy_from_slice(&d[8..16]);
+    format!("{}", u64::from_le_bytes(n) % 900_000_000_000_000_000 + 100_000_000_000_000_000)
+}
+
+/// A stable LinkedIn-style member id (`sub`): 10 base64url characters.
+pub(crate) fn account_member_id(login: &str) -> String {
+    URL_SAFE_NO_PAD.encode(&Sha256::digest(login.as_bytes())[16..24]).chars().take(10).collect()
+}
+
 /// A stable integer account id (GitHub flavor), 1..=100_000_000.
 pub(crate) fn account_number(login: &str) -> u64 {
     let d = Sha256::digest(login.as_bytes());
@@ -178,5 +228,10 @@ mod tests {
         assert_eq!(account_hex("alice"), account_hex("alice"));
         assert_eq!(account_hex("alice").len(), 16);
         assert_ne!(account_number("alice"), account_number("bob"));
+        assert_eq!(account_digits("alice").len(), 18);
+        assert_eq!(account_member_id("alice").len(), 10);
+        let b36 = account_base36("alice");
+        assert!(!b36.is_empty() && b36.chars().all(|c| c.is_ascii_digit() || c.is_ascii_lowercase()), "{b36}");
+        assert_eq!(u64::from_str_radix(&b36, 36).unwrap(), account_number("alice"));
     }
 }

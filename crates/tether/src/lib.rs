@@ -14,10 +14,18 @@ pub use tether_core::*;
 
 #[cfg(feature = "demo")]
 pub use tether_provider_demo as demo;
+#[cfg(feature = "facebook")]
+pub use tether_provider_facebook as facebook;
 #[cfg(feature = "generic")]
 pub use tether_provider_generic as generic;
 #[cfg(feature = "github")]
 pub use tether_provider_github as github;
+#[cfg(feature = "linkedin")]
+pub use tether_provider_linkedin as linkedin;
+#[cfg(feature = "pinterest")]
+pub use tether_provider_pinterest as pinterest;
+#[cfg(feature = "reddit")]
+pub use tether_provider_reddit as reddit;
 #[cfg(feature = "twitter")]
 pub use tether_provider_twitter as twitter;
 
@@ -26,10 +34,18 @@ pub fn builtin_provider_ids() -> Vec<&'static str> {
     [
         #[cfg(feature = "demo")]
         demo::SPEC.id,
+        #[cfg(feature = "facebook")]
+        facebook::SPEC.id,
         #[cfg(feature = "generic")]
         generic::SPEC.id,
         #[cfg(feature = "github")]
         github::SPEC.id,
+        #[cfg(feature = "linkedin")]
+        linkedin::SPEC.id,
+        #[cfg(feature = "pinterest")]
+        pinterest::SPEC.id,
+        #[cfg(feature = "reddit")]
+        reddit::SPEC.id,
         #[cfg(feature = "twitter")]
         twitter::SPEC.id,
         #[cfg(feature = "twitter")]

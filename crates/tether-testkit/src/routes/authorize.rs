@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 
 use super::{Params, Reject, error_page, page};
@@ -16,6 +16,8 @@ const DEFAULT_LOGIN: &str = "demo-user";
 #[derive(Template)]
 #[template(path = "consent.html")]
 struct ConsentPage<'a> {
+    /// Where the form posts: this endpoint again, relative to the page.
+    action: &'a str,
     client_id: &'a str,
     scopes: Vec<&'a str>,
     return_to: String,
@@ -30,6 +32,8 @@ struct AuthRequest<'a> {
     state: Option<&'a str>,
     /// The S256 challenge to bind to the code (`None` when PKCE is unused or ignored).
     challenge: Option<&'a str>,
+    /// Whether the code may yield a refresh token (Reddit: `duration=permanent`).
+    offline: bool,
 }
 
 /// `Location: redirect_uri` plus these query parameters (appended to any query it already has).
@@ -81,10 +85,12 @@ fn check<'a>(mock: &MockProvider, p: &'a Params) -> Result<AuthRequest<'a>, Reje
         Ok(u) => u,
         Err(_) => return Err(error_page("The redirect_uri is not an absolute URL.").into()),
     };
-    let mut req = AuthRequest { redirect_uri, state: p.get("state").map(String::as_str), challenge: None };
+    let mut req =
+        AuthRequest { redirect_uri, state: p.get("state").map(String::as_str), challenge: None, offline: true };
     match (p.get("response_type").map(String::as_str), cfg.flavor) {
-        (Some("code"), _) | (None, MockFlavor::GitHub) => {}
-        (None, MockFlavor::Standard) => {
+        // GitHub and Facebook default to `code`.
+        (Some("code"), _) | (None, MockFlavor::GitHub | MockFlavor::Facebook) => {}
+        (None, _) => {
             return Err(redirect_error(&req, "invalid_request", "response_type is required").into());
         }
         (Some(_), _) => {
@@ -92,6 +98,16 @@ fn check<'a>(mock: &MockProvider, p: &'a Params) -> Result<AuthRequest<'a>, Reje
                 redirect_error(&req, "unsupported_response_type", "only response_type=code is supported").into()
             );
         }
+    }
+    if cfg.flavor == MockFlavor::Reddit {
+        // Reddit issues a refresh token only for `duration=permanent`.
+        req.offline = match p.get("duration").map(String::as_str) {
+            Some("permanent") => true,
+            None | Some("temporary") => false,
+            Some(_) => {
+                return Err(redirect_error(&req, "invalid_request", "duration must be temporary or permanent").into());
+            }
+        };
     }
     if cfg.pkce == MockPkce::Unsupported {
         return Ok(req);
@@ -128,6 +144,7 @@ fn issue_code(mock: &MockProvider, p: &Params, req: &AuthRequest<'_>, login: &st
         expires: Instant::now() + mock.config.code_ttl,
         used: false,
         grant: None,
+        offline: req.offline,
     };
     mock.with(|s| {
         s.prune();
@@ -137,7 +154,12 @@ fn issue_code(mock: &MockProvider, p: &Params, req: &AuthRequest<'_>, login: &st
     if let Some(state) = req.state {
         pairs.push(("state", state));
     }
-    redirect_with(&req.redirect_uri, &pairs)
+    let mut redirect_uri = req.redirect_uri.clone();
+    if mock.config.flavor == MockFlavor::Facebook {
+        // Facebook appends this fragment to the redirect after a successful login.
+        redirect_uri.set_fragment(Some("_=_"));
+    }
+    redirect_with(&redirect_uri, &pairs)
 }
 
 /// Requested scopes: space-delimited per RFC 6749 (commas tolerated, as some providers do).
@@ -146,7 +168,23 @@ fn split_scopes(s: &str) -> impl Iterator<Item = &str> {
 }
 
 /// The consent page; every original parameter travels back as a hidden field.
-fn consent(mock: &MockProvider, p: &Params, req: &AuthRequest<'_>, login: &str, error: Option<&str>) -> HttpResponse {
+/// The form action that posts back to the endpoint at `path` (`/demo/authorize` → `authorize`,
+/// `/oauth/` → `./`), relative so it works wherever the mock is mounted.
+fn form_action(path: &str) -> &str {
+    match path.rsplit('/').next() {
+        Some("") | None => "./",
+        Some(last) => last,
+    }
+}
+
+fn consent(
+    mock: &MockProvider,
+    http: &HttpRequest,
+    p: &Params,
+    req: &AuthRequest<'_>,
+    login: &str,
+    error: Option<&str>,
+) -> HttpResponse {
     let mut hidden: Vec<(&str, &str)> = p
         .iter()
         .filter(|(k, _)| !matches!(k.as_str(), "decision" | "login"))
@@ -154,6 +192,7 @@ fn consent(mock: &MockProvider, p: &Params, req: &AuthRequest<'_>, login: &str, 
         .collect();
     hidden.sort_unstable();
     let page_data = ConsentPage {
+        action: form_action(http.path()),
         client_id: &mock.config.client_id,
         scopes: p.get("scope").map(|s| split_scopes(s).collect()).unwrap_or_default(),
         return_to: req.redirect_uri.origin().ascii_serialization(),
@@ -168,7 +207,11 @@ fn consent(mock: &MockProvider, p: &Params, req: &AuthRequest<'_>, login: &str, 
 }
 
 /// `GET /authorize`.
-pub(crate) async fn authorize_get(mock: web::Data<MockProvider>, q: web::Query<Params>) -> HttpResponse {
+pub(crate) async fn authorize_get(
+    mock: web::Data<MockProvider>,
+    http: HttpRequest,
+    q: web::Query<Params>,
+) -> HttpResponse {
     let p = q.into_inner();
     let req = match check(&mock, &p) {
         Ok(req) => req,
@@ -176,7 +219,7 @@ pub(crate) async fn authorize_get(mock: web::Data<MockProvider>, q: web::Query<P
     };
     match &mock.config.auto_approve {
         Some(login) => issue_code(&mock, &p, &req, login),
-        None => consent(&mock, &p, &req, DEFAULT_LOGIN, None),
+        None => consent(&mock, &http, &p, &req, DEFAULT_LOGIN, None),
     }
 }
 
@@ -187,7 +230,11 @@ fn valid_login(login: &str) -> bool {
 }
 
 /// `POST /authorize`: the consent form (original parameters, `decision`, `login`).
-pub(crate) async fn authorize_post(mock: web::Data<MockProvider>, form: web::Form<Params>) -> HttpResponse {
+pub(crate) async fn authorize_post(
+    mock: web::Data<MockProvider>,
+    http: HttpRequest,
+    form: web::Form<Params>,
+) -> HttpResponse {
     let p = form.into_inner();
     let req = match check(&mock, &p) {
         Ok(req) => req,
@@ -198,12 +245,26 @@ pub(crate) async fn authorize_post(mock: web::Data<MockProvider>, form: web::For
         Some("allow") if valid_login(login) => issue_code(&mock, &p, &req, login),
         Some("allow") => {
             let shown = if login.len() > 64 { DEFAULT_LOGIN } else { login };
-            consent(&mock, &p, &req, shown, Some("Use 1 to 64 letters, digits, '.', '_' or '-' for the name."))
+            consent(&mock, &http, &p, &req, shown, Some("Use 1 to 64 letters, digits, '.', '_' or '-' for the name."))
         }
         Some("deny") => redirect_error(&req, "access_denied", "The user denied access"),
         _ => {
             let shown = if valid_login(login) { login } else { DEFAULT_LOGIN };
-            consent(&mock, &p, &req, shown, Some("Choose Allow or Deny."))
+            consent(&mock, &http, &p, &req, shown, Some("Choose Allow or Deny."))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::form_action;
+
+    #[test]
+    fn the_consent_form_posts_back_to_the_same_endpoint() {
+        assert_eq!(form_action("/authorize"), "authorize");
+        assert_eq!(form_action("/demo/authorize"), "authorize");
+        assert_eq!(form_action("/oauth/v2/authorization"), "authorization");
+        assert_eq!(form_action("/oauth/"), "./");
+        assert_eq!(form_action("/dialog/oauth"), "oauth");
     }
 }

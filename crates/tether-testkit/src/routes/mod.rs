@@ -20,27 +20,57 @@ pub(crate) type Params = HashMap<String, String>;
 
 /// Registers every route, relative to wherever the caller mounts them.
 pub(crate) fn configure(cfg: &mut web::ServiceConfig, mock: MockProvider) {
+    let flavor = mock.config.flavor;
+    // The provider's own paths, aliases of the generic routes below.
+    let (authorize_paths, token_paths, userinfo_paths, revoke_paths): (&[&str], &[&str], &[&str], &[&str]) =
+        match flavor {
+            MockFlavor::Standard | MockFlavor::GitHub => (&[], &[], &[], &[]),
+            MockFlavor::LinkedIn => {
+                (&["/oauth/v2/authorization"], &["/oauth/v2/accessToken"], &["/v2/userinfo"], &["/oauth/v2/revoke"])
+            }
+            MockFlavor::Reddit => {
+                (&["/api/v1/authorize"], &["/api/v1/access_token"], &["/api/v1/me"], &["/api/v1/revoke_token"])
+            }
+            MockFlavor::Pinterest => (&["/oauth/"], &["/v5/oauth/token"], &["/v5/user_account"], &[]),
+            MockFlavor::Facebook => (&["/dialog/oauth"], &["/oauth/access_token"], &["/me"], &[]),
+        };
     cfg.app_data(web::Data::new(mock))
         // "" answers the bare mount point (`/demo`) inside a scope; "/" the root or `/demo/`.
         .service(resource(&["", "/"]).route(web::get().to(index)))
+        .service(authorize_resource(&[&["/authorize"], authorize_paths].concat()));
+    let mut token = resource(&[&["/token"], token_paths].concat())
+        .app_data(json_form_errors())
+        .app_data(json_query_errors())
+        .route(web::post().to(token::token));
+    if flavor == MockFlavor::Facebook {
+        // The Graph API token endpoint answers GET with query parameters too.
+        token = token.route(web::get().to(token::token_get));
+    }
+    cfg.service(token)
+        .service(resource(&[&["/userinfo", "/user"], userinfo_paths].concat()).route(web::get().to(api::userinfo)))
         .service(
-            resource(&["/authorize"])
-                .app_data(web::QueryConfig::default().error_handler(|e, _| {
-                    actix_web::error::InternalError::from_response(e, error_page("The query string is malformed."))
-                        .into()
-                }))
-                .app_data(web::FormConfig::default().error_handler(|e, _| {
-                    actix_web::error::InternalError::from_response(e, error_page("The form body is malformed.")).into()
-                }))
-                .route(web::get().to(authorize::authorize_get))
-                .route(web::post().to(authorize::authorize_post)),
+            resource(&[&["/revoke"], revoke_paths].concat())
+                .app_data(json_form_errors())
+                .route(web::post().to(api::revoke)),
         )
-        .service(resource(&["/token"]).app_data(json_form_errors()).route(web::post().to(token::token)))
-        .service(resource(&["/userinfo"]).route(web::get().to(api::userinfo)))
-        .service(resource(&["/user"]).route(web::get().to(api::userinfo)))
-        .service(resource(&["/revoke"]).app_data(json_form_errors()).route(web::post().to(api::revoke)))
         .service(resource(&["/applications/{client_id}/token"]).route(web::delete().to(api::github_revoke_token)))
         .service(resource(&["/applications/{client_id}/grant"]).route(web::delete().to(api::github_revoke_grant)));
+    if flavor == MockFlavor::Facebook {
+        cfg.service(resource(&["/me/permissions"]).route(web::delete().to(api::facebook_revoke)));
+    }
+}
+
+/// The authorization endpoint at these paths.
+fn authorize_resource(paths: &[&str]) -> actix_web::Resource {
+    resource(paths)
+        .app_data(web::QueryConfig::default().error_handler(|e, _| {
+            actix_web::error::InternalError::from_response(e, error_page("The query string is malformed.")).into()
+        }))
+        .app_data(web::FormConfig::default().error_handler(|e, _| {
+            actix_web::error::InternalError::from_response(e, error_page("The form body is malformed.")).into()
+        }))
+        .route(web::get().to(authorize::authorize_get))
+        .route(web::post().to(authorize::authorize_post))
 }
 
 /// A resource that answers other methods 404 (like an unknown path), not 405.
@@ -59,6 +89,29 @@ fn json_form_errors() -> web::FormConfig {
             "error_description": "the body must be application/x-www-form-urlencoded",
         }));
         actix_web::error::InternalError::from_response(e, resp).into()
+    })
+}
+
+/// A query string that does not parse gets an OAuth `invalid_request` (Facebook's `GET` token
+/// endpoint).
+fn json_query_errors() -> web::QueryConfig {
+    web::QueryConfig::default().error_handler(|e, _| {
+        let resp = HttpResponse::BadRequest().insert_header(("Cache-Control", "no-store")).json(serde_json::json!({
+            "error": "invalid_request",
+            "error_description": "the query string is malformed",
+        }));
+        actix_web::error::InternalError::from_response(e, resp).into()
+    })
+}
+
+/// Reddit refuses requests without a `User-Agent` (429, as it does for generic agents).
+/// `Some` is the response to send.
+pub(crate) fn reddit_requires_user_agent(mock: &MockProvider, req: &HttpRequest) -> Option<HttpResponse> {
+    let has_agent = req.headers().get("User-Agent").and_then(|v| v.to_str().ok()).is_some_and(|v| !v.trim().is_empty());
+    (mock.config.flavor == MockFlavor::Reddit && !has_agent).then(|| {
+        HttpResponse::TooManyRequests()
+            .insert_header(("Cache-Control", "no-store"))
+            .json(serde_json::json!({ "message": "Too Many Requests", "error": 429 }))
     })
 }
 
@@ -115,6 +168,10 @@ async fn index(mock: web::Data<MockProvider>) -> HttpResponse {
     let flavor = match mock.config.flavor {
         MockFlavor::Standard => "standard OAuth 2.0 (RFC 6749)",
         MockFlavor::GitHub => "GitHub-shaped",
+        MockFlavor::LinkedIn => "LinkedIn-shaped",
+        MockFlavor::Reddit => "Reddit-shaped",
+        MockFlavor::Pinterest => "Pinterest-shaped",
+        MockFlavor::Facebook => "Facebook-shaped",
     };
     page(
         StatusCode::OK,

@@ -1,14 +1,16 @@
-//! `POST /token`: client authentication, the `authorization_code` and `refresh_token` grants,
-//! injected failures, and errors in the flavor's format.
+//! `POST /token`: client authentication, the `authorization_code` and `refresh_token` grants
+//! (and Facebook's `fb_exchange_token`), injected failures, and errors in the flavor's format.
 
 use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::json;
 
-use super::{Params, basic_credentials, same_secret};
-use crate::state::{AccessToken, MockState, RefreshToken, pkce_shaped, random, s256};
+use super::{Params, basic_credentials, reddit_requires_user_agent, same_secret};
+use crate::state::{AccessToken, MockState, RefreshToken, account_member_id, pkce_shaped, random, s256};
 use crate::{MockClientAuth, MockFailure, MockFlavor, MockPkce, MockProvider, MockProviderConfig};
 
 /// GitHub's documentation link in its token errors.
@@ -16,6 +18,12 @@ const GITHUB_ERROR_URI: &str =
     "https://docs.github.com/apps/managing-oauth-apps/troubleshooting-oauth-app-access-token-request-errors";
 /// GitHub's refresh-token lifetime (6 months), reported as `refresh_token_expires_in`.
 const GITHUB_REFRESH_TTL_SECS: u64 = 15_897_600;
+/// LinkedIn's refresh-token lifetime (365 days, not extended by refreshing).
+const LINKEDIN_REFRESH_TTL_SECS: u64 = 365 * 86_400;
+/// Pinterest's continuous refresh-token lifetime (60 days from each refresh).
+const PINTEREST_REFRESH_TTL_SECS: u64 = 60 * 86_400;
+/// The longest life of a Facebook short-lived token (from a code exchange).
+const FACEBOOK_SHORT_TTL: Duration = Duration::from_secs(3600);
 
 /// A token-endpoint error, before it is shaped for the flavor.
 pub(crate) enum OAuthError {
@@ -33,6 +41,19 @@ pub(crate) enum OAuthError {
     RedirectMismatch,
     /// `unsupported_grant_type`.
     UnsupportedGrantType,
+    /// Facebook `fb_exchange_token`: the presented access token does not work (Meta code 190).
+    BadAccessToken(TokenProblem),
+}
+
+/// Why a presented access token does not work.
+#[derive(Clone, Copy)]
+pub(crate) enum TokenProblem {
+    /// Never issued (or forgotten).
+    Unknown,
+    /// Past its expiry.
+    Expired,
+    /// Revoked (the user removed the app).
+    Revoked,
 }
 
 /// Whether the client asked for JSON (GitHub answers form-encoded otherwise).
@@ -54,65 +75,174 @@ fn form_body(pairs: &[(&str, &str)]) -> HttpResponse {
 
 /// Shapes an error for the flavor, and counts `invalid_grant` answers.
 pub(crate) fn error_response(mock: &MockProvider, req: &HttpRequest, err: OAuthError) -> HttpResponse {
-    if matches!(err, OAuthError::BadCode(_) | OAuthError::BadRefreshToken | OAuthError::RedirectMismatch) {
+    if matches!(
+        err,
+        OAuthError::BadCode(_)
+            | OAuthError::BadRefreshToken
+            | OAuthError::RedirectMismatch
+            | OAuthError::BadAccessToken(_)
+    ) {
         mock.with(|s| s.invalid_grants += 1);
     }
-    const BAD_REFRESH: &str = "The refresh token is invalid, expired, revoked or already used";
-    const MISMATCH: &str = "redirect_uri does not match the authorization request";
     match mock.config.flavor {
-        MockFlavor::Standard => {
-            let (status, code, description) = match err {
-                OAuthError::InvalidRequest(d) => (StatusCode::BAD_REQUEST, "invalid_request", d),
-                OAuthError::InvalidClient { description, .. } => {
-                    (StatusCode::UNAUTHORIZED, "invalid_client", description)
-                }
-                OAuthError::BadCode(d) => (StatusCode::BAD_REQUEST, "invalid_grant", d),
-                OAuthError::BadRefreshToken => (StatusCode::BAD_REQUEST, "invalid_grant", BAD_REFRESH),
-                OAuthError::RedirectMismatch => (StatusCode::BAD_REQUEST, "invalid_grant", MISMATCH),
-                OAuthError::UnsupportedGrantType => (
-                    StatusCode::BAD_REQUEST,
-                    "unsupported_grant_type",
-                    "grant_type must be authorization_code or refresh_token",
-                ),
-            };
-            let mut resp = HttpResponse::build(status);
-            resp.insert_header(("Cache-Control", "no-store"));
-            if status == StatusCode::UNAUTHORIZED {
-                resp.insert_header(("WWW-Authenticate", "Basic realm=\"mock-provider\""));
-            }
-            resp.json(json!({ "error": code, "error_description": description }))
+        MockFlavor::Standard | MockFlavor::LinkedIn => rfc_error(err),
+        MockFlavor::GitHub => github_error(req, err),
+        MockFlavor::Reddit => reddit_error(err),
+        MockFlavor::Pinterest => pinterest_error(err),
+        MockFlavor::Facebook => meta_error(err),
+    }
+}
+
+const BAD_REFRESH: &str = "The refresh token is invalid, expired, revoked or already used";
+const MISMATCH: &str = "redirect_uri does not match the authorization request";
+const BAD_ACCESS: &str = "The access token is invalid, expired or revoked";
+
+/// RFC 6749 §5.2: HTTP 400 (401 for `invalid_client`) with `{"error","error_description"}`.
+fn rfc_error(err: OAuthError) -> HttpResponse {
+    let (status, code, description) = match err {
+        OAuthError::InvalidRequest(d) => (StatusCode::BAD_REQUEST, "invalid_request", d),
+        OAuthError::InvalidClient { description, .. } => (StatusCode::UNAUTHORIZED, "invalid_client", description),
+        OAuthError::BadCode(d) => (StatusCode::BAD_REQUEST, "invalid_grant", d),
+        OAuthError::BadRefreshToken => (StatusCode::BAD_REQUEST, "invalid_grant", BAD_REFRESH),
+        OAuthError::RedirectMismatch => (StatusCode::BAD_REQUEST, "invalid_grant", MISMATCH),
+        OAuthError::BadAccessToken(_) => (StatusCode::BAD_REQUEST, "invalid_grant", BAD_ACCESS),
+        OAuthError::UnsupportedGrantType => (
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            "grant_type must be authorization_code or refresh_token",
+        ),
+    };
+    let mut resp = HttpResponse::build(status);
+    resp.insert_header(("Cache-Control", "no-store"));
+    if status == StatusCode::UNAUTHORIZED {
+        resp.insert_header(("WWW-Authenticate", "Basic realm=\"mock-provider\""));
+    }
+    resp.json(json!({ "error": code, "error_description": description }))
+}
+
+/// GitHub: HTTP 200 with `{"error","error_description","error_uri"}` (form-encoded unless JSON
+/// was asked for).
+fn github_error(req: &HttpRequest, err: OAuthError) -> HttpResponse {
+    let (code, description) = match err {
+        OAuthError::InvalidRequest(d) => ("invalid_request", d),
+        OAuthError::InvalidClient { description, method: true } => ("incorrect_client_credentials", description),
+        OAuthError::InvalidClient { method: false, .. } => {
+            ("incorrect_client_credentials", "The client_id and/or client_secret passed are incorrect.")
         }
-        MockFlavor::GitHub => {
-            let (code, description) = match err {
-                OAuthError::InvalidRequest(d) => ("invalid_request", d),
-                OAuthError::InvalidClient { description, method: true } => {
-                    ("incorrect_client_credentials", description)
-                }
-                OAuthError::InvalidClient { method: false, .. } => {
-                    ("incorrect_client_credentials", "The client_id and/or client_secret passed are incorrect.")
-                }
-                OAuthError::BadCode(_) => ("bad_verification_code", "The code passed is incorrect or expired."),
-                OAuthError::BadRefreshToken => {
-                    ("bad_refresh_token", "The refresh token passed is incorrect or expired.")
-                }
-                OAuthError::RedirectMismatch => (
-                    "redirect_uri_mismatch",
-                    "The redirect_uri MUST match the registered callback URL for this application.",
-                ),
-                OAuthError::UnsupportedGrantType => ("unsupported_grant_type", "The grant type is not supported."),
-            };
-            if !wants_json(req) {
-                return form_body(&[
-                    ("error", code),
-                    ("error_description", description),
-                    ("error_uri", GITHUB_ERROR_URI),
-                ]);
-            }
-            HttpResponse::Ok().insert_header(("Cache-Control", "no-store")).json(json!({
-                "error": code,
-                "error_description": description,
-                "error_uri": GITHUB_ERROR_URI,
-            }))
+        OAuthError::BadCode(_) | OAuthError::BadAccessToken(_) => {
+            ("bad_verification_code", "The code passed is incorrect or expired.")
+        }
+        OAuthError::BadRefreshToken => ("bad_refresh_token", "The refresh token passed is incorrect or expired."),
+        OAuthError::RedirectMismatch => {
+            ("redirect_uri_mismatch", "The redirect_uri MUST match the registered callback URL for this application.")
+        }
+        OAuthError::UnsupportedGrantType => ("unsupported_grant_type", "The grant type is not supported."),
+    };
+    if !wants_json(req) {
+        return form_body(&[("error", code), ("error_description", description), ("error_uri", GITHUB_ERROR_URI)]);
+    }
+    HttpResponse::Ok().insert_header(("Cache-Control", "no-store")).json(json!({
+        "error": code,
+        "error_description": description,
+        "error_uri": GITHUB_ERROR_URI,
+    }))
+}
+
+/// Reddit: client errors 401 `{"message":"Unauthorized","error":401}`; authorization-code
+/// errors with HTTP 200 (as its source does), others 400, `{"error": code}` only.
+fn reddit_error(err: OAuthError) -> HttpResponse {
+    let (status, code) = match err {
+        OAuthError::InvalidClient { description, method } => {
+            let message = if method { description } else { "Unauthorized" };
+            return HttpResponse::Unauthorized()
+                .insert_header(("Cache-Control", "no-store"))
+                .insert_header(("WWW-Authenticate", "Basic realm=\"reddit\""))
+                .json(json!({ "message": message, "error": 401 }));
+        }
+        OAuthError::BadCode(_) | OAuthError::RedirectMismatch => (StatusCode::OK, "invalid_grant"),
+        OAuthError::BadRefreshToken | OAuthError::BadAccessToken(_) => (StatusCode::BAD_REQUEST, "invalid_grant"),
+        OAuthError::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+        OAuthError::UnsupportedGrantType => (StatusCode::BAD_REQUEST, "unsupported_grant_type"),
+    };
+    HttpResponse::build(status).insert_header(("Cache-Control", "no-store")).json(json!({ "error": code }))
+}
+
+/// Pinterest: `{"code": <int>, "message"}`; 283 for dead grants, 2 for client
+/// authentication, 1 for malformed requests.
+fn pinterest_error(err: OAuthError) -> HttpResponse {
+    const BAD_GRANT: (StatusCode, u32, &str) = (StatusCode::UNAUTHORIZED, 283, "The authorization grant is invalid");
+    let (status, code, message) = match err {
+        OAuthError::InvalidClient { description, method: true } => (StatusCode::UNAUTHORIZED, 2, description),
+        OAuthError::InvalidClient { method: false, .. } => (StatusCode::UNAUTHORIZED, 2, "Authentication failed."),
+        OAuthError::BadCode(_)
+        | OAuthError::BadRefreshToken
+        | OAuthError::RedirectMismatch
+        | OAuthError::BadAccessToken(_) => BAD_GRANT,
+        OAuthError::InvalidRequest(d) => (StatusCode::BAD_REQUEST, 1, d),
+        OAuthError::UnsupportedGrantType => {
+            (StatusCode::BAD_REQUEST, 1, "grant_type must be authorization_code or refresh_token")
+        }
+    };
+    HttpResponse::build(status)
+        .insert_header(("Cache-Control", "no-store"))
+        .json(json!({ "code": code, "message": message }))
+}
+
+/// A Meta Graph API error: HTTP 400 with `{"error":{"message","type","code","error_subcode",
+/// "fbtrace_id"}}`.
+pub(crate) fn meta_error_body(code: u32, subcode: Option<u32>, message: &str) -> HttpResponse {
+    let mut error = json!({
+        "message": message,
+        "type": "OAuthException",
+        "code": code,
+        "fbtrace_id": random().chars().take(11).collect::<String>(),
+    });
+    if let Some(sub) = subcode {
+        error["error_subcode"] = json!(sub);
+    }
+    let mut resp = HttpResponse::BadRequest();
+    resp.insert_header(("Cache-Control", "no-store"));
+    if code == 190 {
+        resp.insert_header(("WWW-Authenticate", "OAuth \"Facebook Platform\" \"invalid_token\""));
+    }
+    resp.json(json!({ "error": error }))
+}
+
+/// The Meta error for an access token that does not work (code 190).
+pub(crate) fn meta_token_error(problem: TokenProblem) -> HttpResponse {
+    match problem {
+        TokenProblem::Unknown => meta_error_body(190, None, "Invalid OAuth access token - Cannot parse access token"),
+        TokenProblem::Expired => meta_error_body(190, Some(463), "Error validating access token: Session has expired."),
+        TokenProblem::Revoked => meta_error_body(
+            190,
+            Some(458),
+            "Error validating access token: The user has not authorized application mock-app.",
+        ),
+    }
+}
+
+/// Facebook: Meta errors (1/101 client credentials, 100 codes and parameters, 190 tokens).
+fn meta_error(err: OAuthError) -> HttpResponse {
+    match err {
+        OAuthError::InvalidClient { description, method: true } => {
+            meta_error_body(101, None, &format!("Missing client_id parameter. {description}"))
+        }
+        OAuthError::InvalidClient { description, method: false } if description.contains("required") => {
+            meta_error_body(101, None, "Missing client_id parameter.")
+        }
+        OAuthError::InvalidClient { method: false, .. } => meta_error_body(1, None, "Error validating client secret."),
+        OAuthError::BadCode(d) => meta_error_body(100, Some(36009), d),
+        OAuthError::RedirectMismatch => meta_error_body(
+            100,
+            Some(36008),
+            "Error validating verification code. Please make sure your redirect_uri is identical to the one you \
+             used in the OAuth dialog request",
+        ),
+        OAuthError::BadAccessToken(problem) => meta_token_error(problem),
+        OAuthError::BadRefreshToken => meta_token_error(TokenProblem::Unknown),
+        OAuthError::InvalidRequest(d) => meta_error_body(100, None, d),
+        OAuthError::UnsupportedGrantType => {
+            meta_error_body(100, None, "Unsupported grant_type: use fb_exchange_token or omit it for a code")
         }
     }
 }
@@ -154,16 +284,60 @@ pub(crate) fn authenticate(mock: &MockProvider, req: &HttpRequest, form: &Params
     }
 }
 
-/// `POST /token`.
+/// `POST /token` (Facebook: query parameters count too).
 pub(crate) async fn token(mock: web::Data<MockProvider>, req: HttpRequest, form: web::Form<Params>) -> HttpResponse {
-    let form = form.into_inner();
-    let grant = match form.get("grant_type").map(String::as_str) {
-        Some(g) => g,
-        // GitHub's token endpoint does not require grant_type for code exchanges.
-        None if mock.config.flavor == MockFlavor::GitHub => "authorization_code",
-        None => "",
+    let mut params = form.into_inner();
+    if mock.config.flavor == MockFlavor::Facebook
+        && let Ok(web::Query(query)) = web::Query::<Params>::from_query(req.query_string())
+    {
+        for (k, v) in query {
+            params.entry(k).or_insert(v);
+        }
+    }
+    token_request(&mock, &req, params).await
+}
+
+/// `GET /token` (Facebook only): the same, with query parameters.
+pub(crate) async fn token_get(
+    mock: web::Data<MockProvider>,
+    req: HttpRequest,
+    query: web::Query<Params>,
+) -> HttpResponse {
+    token_request(&mock, &req, query.into_inner()).await
+}
+
+/// What a `/token` request asks for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Grant {
+    Code,
+    Refresh,
+    /// Facebook `fb_exchange_token`; `renewal` when the presented token is not a short-lived one.
+    Exchange {
+        renewal: bool,
+    },
+    Missing,
+    Unsupported,
+}
+
+async fn token_request(mock: &MockProvider, req: &HttpRequest, form: Params) -> HttpResponse {
+    if let Some(resp) = reddit_requires_user_agent(mock, req) {
+        return resp;
+    }
+    let flavor = mock.config.flavor;
+    let grant = match (form.get("grant_type").map(String::as_str), flavor) {
+        (Some("authorization_code"), _) => Grant::Code,
+        // GitHub's and Facebook's token endpoints do not require grant_type for code exchanges.
+        (None, MockFlavor::GitHub | MockFlavor::Facebook) => Grant::Code,
+        (Some("refresh_token"), f) if f != MockFlavor::Facebook => Grant::Refresh,
+        (Some("fb_exchange_token"), MockFlavor::Facebook) => {
+            let presented = form.get("fb_exchange_token").map_or("", String::as_str);
+            let short = mock.with(|s| s.access.get(presented).is_some_and(|a| a.short_lived));
+            Grant::Exchange { renewal: !short }
+        }
+        (None, _) => Grant::Missing,
+        (Some(_), _) => Grant::Unsupported,
     };
-    let is_refresh = grant == "refresh_token";
+    let is_refresh = matches!(grant, Grant::Refresh | Grant::Exchange { renewal: true });
     let (failure, delay) = mock.with(|s| {
         if is_refresh {
             s.refresh_attempts += 1;
@@ -185,90 +359,145 @@ pub(crate) async fn token(mock: web::Data<MockProvider>, req: HttpRequest, form:
         }
         Some(MockFailure::Hang(d)) => tokio::time::sleep(d).await,
         Some(MockFailure::InvalidGrant) => {
-            let err = if is_refresh { OAuthError::BadRefreshToken } else { OAuthError::BadCode("injected failure") };
-            return error_response(&mock, &req, err);
+            let err = match grant {
+                Grant::Refresh => OAuthError::BadRefreshToken,
+                Grant::Exchange { .. } => OAuthError::BadAccessToken(TokenProblem::Revoked),
+                _ => OAuthError::BadCode("injected failure"),
+            };
+            return error_response(mock, req, err);
         }
         None => {}
     }
-    if let Err(err) = authenticate(&mock, &req, &form) {
-        return error_response(&mock, &req, err);
+    if let Err(err) = authenticate(mock, req, &form) {
+        return error_response(mock, req, err);
+    }
+    if is_refresh && delay > Duration::ZERO {
+        tokio::time::sleep(delay).await;
     }
     let outcome = match grant {
-        "authorization_code" => code_grant(&mock, &form),
-        "refresh_token" => {
-            if delay > Duration::ZERO {
-                tokio::time::sleep(delay).await;
-            }
-            refresh_grant(&mock, &form)
-        }
-        "" => Err(OAuthError::InvalidRequest("grant_type is required")),
-        _ => Err(OAuthError::UnsupportedGrantType),
+        Grant::Code => code_grant(mock, &form),
+        Grant::Refresh => refresh_grant(mock, &form),
+        Grant::Exchange { renewal } => exchange_grant(mock, &form, renewal),
+        Grant::Missing => Err(OAuthError::InvalidRequest("grant_type is required")),
+        Grant::Unsupported => Err(OAuthError::UnsupportedGrantType),
     };
     match outcome {
-        Ok(issued) => success(&mock.config, &req, issued),
-        Err(err) => error_response(&mock, &req, err),
+        Ok(issued) => success(&mock.config, req, issued),
+        Err(err) => error_response(mock, req, err),
     }
 }
 
 /// What a successful grant hands out.
 struct Issued {
+    /// The grant type that was answered (Pinterest echoes it as `response_type`).
+    grant_type: &'static str,
+    login: String,
     access: String,
-    /// Only when the response carries one (new or rotated).
+    /// The access token's lifetime (`None`: no `expires_in`).
+    access_ttl: Option<Duration>,
+    /// Only when the response carries one (new, rotated, or LinkedIn's unchanged one).
     refresh: Option<String>,
+    /// What is left of the refresh token's life, when it has an expiry.
+    refresh_ttl: Option<Duration>,
     scopes: Vec<String>,
 }
 
-/// Stores a new access token (and, when `new_refresh`, a new refresh token) for a grant.
-/// `linked_refresh` is an existing refresh token that stays and now goes with the new access
-/// token (refresh without rotation).
-fn mint(
-    s: &mut MockState,
-    cfg: &MockProviderConfig,
-    login: &str,
-    scopes: &[String],
-    grant: u64,
-    linked_refresh: Option<&str>,
-) -> Issued {
-    let (ap, rp) = match cfg.flavor {
+/// Token prefixes per flavor (access, refresh), shaped like the real ones.
+fn prefixes(flavor: MockFlavor) -> (&'static str, &'static str) {
+    match flavor {
         MockFlavor::Standard => ("mat_", "mrt_"),
         MockFlavor::GitHub => ("gho_", "ghr_"),
-    };
+        MockFlavor::LinkedIn => ("AQV", "AQX"),
+        MockFlavor::Reddit => ("eyJ", "rrt-"),
+        MockFlavor::Pinterest => ("pina_", "pinr_"),
+        MockFlavor::Facebook => ("EAA", "EAR"),
+    }
+}
+
+/// The fixed lifetime of a new refresh token in this flavor (`None`: no expiry enforced).
+fn refresh_lifetime(flavor: MockFlavor) -> Option<Duration> {
+    match flavor {
+        MockFlavor::LinkedIn => Some(Duration::from_secs(LINKEDIN_REFRESH_TTL_SECS)),
+        MockFlavor::Pinterest => Some(Duration::from_secs(PINTEREST_REFRESH_TTL_SECS)),
+        _ => None,
+    }
+}
+
+/// What [`mint`] issues tokens for.
+struct Mint<'a> {
+    login: &'a str,
+    scopes: &'a [String],
+    grant: u64,
+    grant_type: &'static str,
+    /// A refresh token that stays (refresh without rotation).
+    linked_refresh: Option<&'a str>,
+    /// Whether a new refresh token may be issued.
+    offline: bool,
+    /// Lifetime of the access token.
+    access_ttl: Option<Duration>,
+    /// A Facebook short-lived token.
+    short_lived: bool,
+}
+
+/// Stores a new access token for a grant, and a new refresh token when the flavor and the
+/// configuration issue one (a `linked_refresh` stays instead and now goes with the new access
+/// token).
+fn mint(s: &mut MockState, cfg: &MockProviderConfig, m: Mint<'_>) -> Issued {
+    let (ap, rp) = prefixes(cfg.flavor);
     s.prune();
     let access = format!("{ap}{}", random());
     s.access.insert(
         access.clone(),
         AccessToken {
-            login: login.to_owned(),
-            expires: cfg.access_token_ttl.map(|t| Instant::now() + t),
+            login: m.login.to_owned(),
+            expires: m.access_ttl.map(|t| Instant::now() + t),
             live: true,
-            grant,
+            grant: m.grant,
+            short_lived: m.short_lived,
         },
     );
-    let refresh = match linked_refresh {
-        Some(r) => {
-            if let Some(token) = s.refresh.get_mut(r) {
+    let now = Instant::now();
+    let (refresh, refresh_ttl) = match m.linked_refresh {
+        Some(r) => match s.refresh.get_mut(r) {
+            Some(token) => {
                 token.access = access.clone();
+                // LinkedIn answers the unchanged refresh token with what is left of its life.
+                if cfg.flavor == MockFlavor::LinkedIn {
+                    (Some(r.to_owned()), token.expires.map(|e| e.saturating_duration_since(now)))
+                } else {
+                    (None, None)
+                }
             }
-            None
-        }
-        None if cfg.issue_refresh_tokens => {
+            None => (None, None),
+        },
+        None if cfg.issue_refresh_tokens && m.offline && cfg.flavor != MockFlavor::Facebook => {
             let r = format!("{rp}{}", random());
+            let lifetime = refresh_lifetime(cfg.flavor);
             s.refresh.insert(
                 r.clone(),
                 RefreshToken {
                     client_id: cfg.client_id.clone(),
-                    login: login.to_owned(),
-                    scopes: scopes.to_vec(),
+                    login: m.login.to_owned(),
+                    scopes: m.scopes.to_vec(),
                     live: true,
                     access: access.clone(),
-                    grant,
+                    grant: m.grant,
+                    expires: lifetime.map(|l| now + l),
                 },
             );
-            Some(r)
+            (Some(r), lifetime)
         }
-        None => None,
+        None => (None, None),
     };
-    Issued { access, refresh, scopes: scopes.to_vec() }
+    Issued {
+        grant_type: m.grant_type,
+        login: m.login.to_owned(),
+        access,
+        access_ttl: m.access_ttl,
+        refresh,
+        refresh_ttl,
+        scopes: m.scopes.to_vec(),
+    }
 }
 
 /// `grant_type=authorization_code`.
@@ -316,13 +545,29 @@ fn code_grant(mock: &MockProvider, form: &Params) -> Result<Issued, OAuthError> 
             }
             _ => {}
         }
-        let (login, scopes) = (c.login.clone(), c.scopes.clone());
+        let (login, scopes, offline) = (c.login.clone(), c.scopes.clone(), c.offline);
         let grant = s.new_grant();
         if let Some(c) = s.codes.get_mut(code) {
             c.grant = Some(grant);
         }
         s.code_exchanges += 1;
-        Ok(mint(s, cfg, &login, &scopes, grant, None))
+        let facebook = cfg.flavor == MockFlavor::Facebook;
+        let access_ttl = match (facebook, cfg.access_token_ttl) {
+            // Facebook: a short-lived token, at most an hour.
+            (true, ttl) => Some(ttl.map_or(FACEBOOK_SHORT_TTL, |t| t.min(FACEBOOK_SHORT_TTL))),
+            (false, ttl) => ttl,
+        };
+        let m = Mint {
+            login: &login,
+            scopes: &scopes,
+            grant,
+            grant_type: "authorization_code",
+            linked_refresh: None,
+            offline,
+            access_ttl,
+            short_lived: facebook,
+        };
+        Ok(mint(s, cfg, m))
     })
 }
 
@@ -333,7 +578,7 @@ fn refresh_grant(mock: &MockProvider, form: &Params) -> Result<Issued, OAuthErro
         return Err(OAuthError::InvalidRequest("refresh_token is required"));
     };
     mock.with(|s| {
-        let r = s.refresh.get_mut(presented).filter(|r| r.live && r.client_id == cfg.client_id);
+        let r = s.refresh.get_mut(presented).filter(|r| r.usable() && r.client_id == cfg.client_id);
         let Some(r) = r else { return Err(OAuthError::BadRefreshToken) };
         if cfg.rotate_refresh_tokens {
             r.live = false;
@@ -345,15 +590,72 @@ fn refresh_grant(mock: &MockProvider, form: &Params) -> Result<Issued, OAuthErro
         }
         s.refresh_count += 1;
         let linked = (!cfg.rotate_refresh_tokens).then_some(presented.as_str());
-        Ok(mint(s, cfg, &login, &scopes, grant, linked))
+        let m = Mint {
+            login: &login,
+            scopes: &scopes,
+            grant,
+            grant_type: "refresh_token",
+            linked_refresh: linked,
+            offline: true,
+            access_ttl: cfg.access_token_ttl,
+            short_lived: false,
+        };
+        Ok(mint(s, cfg, m))
     })
 }
 
-/// The 200 answer: JSON, or GitHub's form encoding when JSON was not asked for.
+/// Facebook `grant_type=fb_exchange_token`: a valid token (short- or long-lived) of this client's
+/// user for a new long-lived one. The presented token keeps working until it expires.
+fn exchange_grant(mock: &MockProvider, form: &Params, renewal: bool) -> Result<Issued, OAuthError> {
+    let cfg = &mock.config;
+    let Some(presented) = form.get("fb_exchange_token").filter(|t| !t.is_empty()) else {
+        return Err(OAuthError::InvalidRequest("The parameter fb_exchange_token is required"));
+    };
+    mock.with(|s| {
+        let (login, grant) = match s.access.get(presented) {
+            None => return Err(OAuthError::BadAccessToken(TokenProblem::Unknown)),
+            Some(a) if !a.live => return Err(OAuthError::BadAccessToken(TokenProblem::Revoked)),
+            Some(a) if a.expires.is_some_and(|e| e <= Instant::now()) => {
+                return Err(OAuthError::BadAccessToken(TokenProblem::Expired));
+            }
+            Some(a) => (a.login.clone(), a.grant),
+        };
+        s.token_exchanges += 1;
+        if renewal {
+            s.refresh_count += 1;
+        }
+        let m = Mint {
+            login: &login,
+            scopes: &[],
+            grant,
+            grant_type: "fb_exchange_token",
+            linked_refresh: None,
+            offline: false,
+            access_ttl: cfg.access_token_ttl,
+            short_lived: false,
+        };
+        Ok(mint(s, cfg, m))
+    })
+}
+
+/// A JWT-shaped OpenID Connect ID token (LinkedIn sends one when `openid` was granted). Its
+/// signature is random: it is for clients that must not rely on it, not to be verified.
+fn fake_id_token(cfg: &MockProviderConfig, login: &str) -> String {
+    let part = |v: serde_json::Value| URL_SAFE_NO_PAD.encode(v.to_string());
+    format!(
+        "{}.{}.{}",
+        part(json!({ "alg": "RS256", "kid": "mock", "typ": "JWT" })),
+        part(json!({ "iss": "https://www.linkedin.com/oauth", "aud": cfg.client_id, "sub": account_member_id(login) })),
+        random()
+    )
+}
+
+/// The 200 answer, shaped for the flavor (GitHub form-encodes it unless JSON was asked for).
 fn success(cfg: &MockProviderConfig, req: &HttpRequest, issued: Issued) -> HttpResponse {
     let github = cfg.flavor == MockFlavor::GitHub;
-    let scope = issued.scopes.join(if github { "," } else { " " });
-    let expires_in = cfg.access_token_ttl.map(|t| t.as_secs().to_string());
+    let comma = matches!(cfg.flavor, MockFlavor::GitHub | MockFlavor::LinkedIn | MockFlavor::Pinterest);
+    let scope = issued.scopes.join(if comma { "," } else { " " });
+    let expires_in = issued.access_ttl.map(|t| t.as_secs().to_string());
     if github && !wants_json(req) {
         let mut pairs = vec![("access_token", issued.access.as_str())];
         if let Some(e) = &expires_in {
@@ -368,15 +670,35 @@ fn success(cfg: &MockProviderConfig, req: &HttpRequest, issued: Issued) -> HttpR
         pairs.push(("token_type", "bearer"));
         return form_body(&pairs);
     }
-    let mut body = json!({ "access_token": issued.access, "token_type": "bearer", "scope": scope });
-    if let Some(ttl) = cfg.access_token_ttl {
+    let mut body = match cfg.flavor {
+        // Graph API: no scope (granted permissions are at /me/permissions).
+        MockFlavor::Facebook => json!({ "access_token": issued.access, "token_type": "bearer" }),
+        MockFlavor::LinkedIn => json!({ "access_token": issued.access, "token_type": "Bearer", "scope": scope }),
+        MockFlavor::Pinterest => json!({
+            "access_token": issued.access,
+            "token_type": "bearer",
+            "scope": scope,
+            "response_type": issued.grant_type,
+        }),
+        _ => json!({ "access_token": issued.access, "token_type": "bearer", "scope": scope }),
+    };
+    if let Some(ttl) = issued.access_ttl {
         body["expires_in"] = json!(ttl.as_secs());
     }
     if let Some(r) = issued.refresh {
         body["refresh_token"] = json!(r);
         if github {
             body["refresh_token_expires_in"] = json!(GITHUB_REFRESH_TTL_SECS);
+        } else if let Some(ttl) = issued.refresh_ttl {
+            body["refresh_token_expires_in"] = json!(ttl.as_secs());
+            if cfg.flavor == MockFlavor::Pinterest {
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+                body["refresh_token_expires_at"] = json!((now + ttl).as_secs());
+            }
         }
+    }
+    if cfg.flavor == MockFlavor::LinkedIn && issued.scopes.iter().any(|s| s == "openid") {
+        body["id_token"] = json!(fake_id_token(cfg, &issued.login));
     }
     HttpResponse::Ok().insert_header(("Cache-Control", "no-store")).insert_header(("Pragma", "no-cache")).json(body)
 }
