@@ -5,7 +5,9 @@
 
 pub mod config;
 mod demo;
+mod listing;
 mod serve;
 
 pub use config::Config;
+pub use listing::providers_listing;
 pub use serve::{RunningServer, ServeOptions, build_engine, open_store, start};

@@ -277,31 +277,7 @@ async fn cli_engine(config: &Config) -> anyhow::Result<tether_core::Tether> {
 }
 
 fn providers(json: bool) -> anyhow::Result<ExitCode> {
-    let registry = ProviderRegistry::collect()?;
-    let list: Vec<_> = registry
-        .iter()
-        .map(|p| {
-            let s = p.spec();
-            serde_json::json!({
-                "id": s.id,
-                "display_name": s.display_name,
-                "authorize_url": s.authorize_url,
-                "token_url": s.token_url,
-                "pkce": s.pkce,
-                "client_auth": s.client_auth,
-                "default_scopes": s.default_scopes,
-                "revocation": s.revoke_url.is_some(),
-            })
-        })
-        .collect();
-    if json {
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "providers": list }))?);
-    } else {
-        for p in registry.iter() {
-            let s = p.spec();
-            println!("{:<10} {}", s.id, s.display_name);
-        }
-    }
+    print!("{}", tether_server::providers_listing(json)?);
     Ok(ExitCode::SUCCESS)
 }
 

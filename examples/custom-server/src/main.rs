@@ -11,7 +11,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use tether_core::ProviderRegistry;
 use tether_server::{Config, ServeOptions};
 
 // inventory only sees crates the binary links, and a dependency nothing refers to is not linked:
@@ -95,29 +94,6 @@ fn init_tracing() {
 
 /// `providers [--json]`: the registry as this binary links it.
 fn providers(json: bool) -> anyhow::Result<()> {
-    let registry = ProviderRegistry::collect()?;
-    if json {
-        let list: Vec<_> = registry
-            .iter()
-            .map(|p| {
-                let s = p.spec();
-                serde_json::json!({
-                    "id": s.id,
-                    "display_name": s.display_name,
-                    "authorize_url": s.authorize_url,
-                    "token_url": s.token_url,
-                    "pkce": s.pkce,
-                    "client_auth": s.client_auth,
-                    "default_scopes": s.default_scopes,
-                    "revocation": s.revoke_url.is_some(),
-                })
-            })
-            .collect();
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "providers": list }))?);
-    } else {
-        for p in registry.iter() {
-            println!("{:<16} {}", p.spec().id, p.spec().display_name);
-        }
-    }
+    print!("{}", tether_server::providers_listing(json)?);
     Ok(())
 }
