@@ -36,9 +36,13 @@ fn temp_dir(name: &str) -> anyhow::Result<std::path::PathBuf> {
 }
 
 fn config(db: &str, key: &str, provider: &str, refresher: bool) -> anyhow::Result<Config> {
+    config_with(db, key, provider, refresher, "")
+}
+
+fn config_with(db: &str, key: &str, provider: &str, refresher: bool, extra: &str) -> anyhow::Result<Config> {
     Config::from_toml(&format!(
         "bind = \"127.0.0.1:0\"\ndatabase_url = \"{db}\"\napi_keys = [\"{API_KEY}\"]\nencryption_keys = [\"{key}\"]\n\
-         database_pool_size = 16\n[refresher]\nenabled = {refresher}\n[providers.mock]\nkind = \"generic\"\n{provider}"
+         database_pool_size = 16\n{extra}\n[refresher]\nenabled = {refresher}\n[providers.mock]\nkind = \"generic\"\n{provider}"
     ))
 }
 
@@ -60,6 +64,7 @@ async fn token_reads(
     scale: &Scale,
     backend: &str,
     db: &str,
+    cache: bool,
     out: &mut String,
 ) -> anyhow::Result<(load::LoadStats, load::LoadStats)> {
     let key = tether_core::EncryptionKey::generate()?;
@@ -67,9 +72,12 @@ async fn token_reads(
     let t0 = Instant::now();
     let ids = servers::seed(&store, scale.read_connections, chrono::Duration::days(1)).await?;
     eprintln!("[{backend}] seeded {} connections in {:.1} s", ids.len(), t0.elapsed().as_secs_f64());
-    let running =
-        tether_server::start(config(db, &key, DUMMY_PROVIDER, false)?, ServeOptions { demo: false, workers: Some(2) })
-            .await?;
+    let cache_setting = if cache { "" } else { "token_cache_ttl_ms = 0" };
+    let running = tether_server::start(
+        config_with(db, &key, DUMMY_PROVIDER, false, cache_setting)?,
+        ServeOptions { demo: false, workers: Some(2) },
+    )
+    .await?;
     let base = running.public_url.as_str().trim_end_matches('/').to_owned();
     let urls: Arc<Vec<String>> = Arc::new(ids.iter().map(|id| format!("{base}/v1/connections/{id}/token")).collect());
     let (ceiling_base, ceiling) = servers::start_ceiling(2)?;
@@ -93,7 +101,8 @@ async fn token_reads(
     let (t, c) = (merge(tether_a, tether_b), merge(base_a, base_b));
     let _ = writeln!(
         out,
-        "| {backend} | {} | {:.0} | {:.2} | {:.2} | {:.0} | {:.2} | {:.2} | **{:.0} %** | {} |",
+        "| {backend} | {} | {} | {:.0} | {:.2} | {:.2} | {:.0} | {:.2} | {:.2} | **{:.0} %** | {} |",
+        if cache { "2 s (default)" } else { "off" },
         ids.len(),
         t.rps,
         t.p50_ms,
@@ -194,7 +203,9 @@ async fn refresh_sweep(scale: &Scale, out: &mut String) -> anyhow::Result<Vec<(f
     let dir = temp_dir("sweep")?;
     let db = format!("sqlite://{}?mode=rwc", dir.join("t.db").display());
     let key = tether_core::EncryptionKey::generate()?;
-    let store = open_store(&db, &key).await?;
+    // The store as `serve` opens it (SQLite's default pool of 4).
+    let store = tether_store::SeaStore::connect(&db, KeyRing::parse(&[key.as_str()])?).await?;
+    store.migrate().await?;
     let n = scale.sweep_connections;
     servers::seed(&store, n, chrono::Duration::minutes(1)).await?;
     let endpoint = servers::RefreshEndpoint::default();
@@ -395,28 +406,58 @@ async fn main() -> anyhow::Result<()> {
             concurrency: 64,
         }
     };
+    // `--only SECTION` (reads, replicas, flows, sweep, footprint) runs one section and prints
+    // its rows without rewriting the report: for working on one figure.
+    let args: Vec<String> = std::env::args().collect();
+    let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).cloned();
+    let runs = |section: &str| only.as_deref().is_none_or(|o| o == section);
+    let mut scale = scale;
+    if let Some(n) = args.iter().position(|a| a == "--sweep").and_then(|i| args.get(i + 1)?.parse().ok()) {
+        scale.sweep_connections = n;
+    }
     let mut reads = String::new();
     let mut percentiles = Vec::new();
-    let dir = temp_dir("reads")?;
-    let sqlite = format!("sqlite://{}?mode=rwc", dir.join("t.db").display());
-    let (t, c) = token_reads(&scale, "SQLite", &sqlite, &mut reads).await?;
-    percentiles.push(("SQLite", t, c));
-    if let Ok(admin) = std::env::var("TETHER_BENCH_POSTGRES_URL") {
-        let pg = tether_store::testing::fresh_database_url(&admin).await?;
-        let (t, c) = token_reads(&scale, "PostgreSQL", &pg, &mut reads).await?;
-        percentiles.push(("PostgreSQL", t, c));
-        let _ = tether_store::testing::drop_database(&admin, &pg).await;
+    if runs("reads") {
+        for cache in [true, false] {
+            let dir = temp_dir("reads")?;
+            let sqlite = format!("sqlite://{}?mode=rwc", dir.join("t.db").display());
+            let (t, c) = token_reads(&scale, "SQLite", &sqlite, cache, &mut reads).await?;
+            if cache {
+                percentiles.push(("SQLite", t, c));
+            }
+            if let Ok(admin) = std::env::var("TETHER_BENCH_POSTGRES_URL") {
+                let pg = tether_store::testing::fresh_database_url(&admin).await?;
+                let (t, c) = token_reads(&scale, "PostgreSQL", &pg, cache, &mut reads).await?;
+                if cache {
+                    percentiles.push(("PostgreSQL", t, c));
+                }
+                let _ = tether_store::testing::drop_database(&admin, &pg).await;
+            }
+        }
     }
     let mut replica_rows = String::new();
-    if let Ok(admin) = std::env::var("TETHER_BENCH_POSTGRES_URL") {
+    if runs("replicas")
+        && let Ok(admin) = std::env::var("TETHER_BENCH_POSTGRES_URL")
+    {
         replicas(&scale, &admin, &mut replica_rows).await?;
     }
     let mut flows = String::new();
-    connect_flows(&scale, &mut flows).await?;
+    if runs("flows") {
+        connect_flows(&scale, &mut flows).await?;
+    }
     let mut sweep = String::new();
-    let progress = refresh_sweep(&scale, &mut sweep).await?;
+    let mut progress = Vec::new();
+    if runs("sweep") {
+        progress = refresh_sweep(&scale, &mut sweep).await?;
+    }
     let mut foot = String::new();
-    footprint(&scale, &mut foot).await?;
+    if runs("footprint") {
+        footprint(&scale, &mut foot).await?;
+    }
+    if only.is_some() {
+        println!("{reads}{replica_rows}{flows}{sweep}{foot}");
+        return Ok(());
+    }
 
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     std::fs::create_dir_all(root.join("docs/images"))?;

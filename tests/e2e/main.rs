@@ -21,4 +21,6 @@ mod proxy;
 mod replicas;
 mod security;
 mod self_hosted_mock;
+mod token_cache;
 mod twitter;
+mod webhooks;

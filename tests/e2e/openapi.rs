@@ -19,6 +19,10 @@ e2e_test!(every_documented_operation_answers_as_documented, |db| {
         "/v1/connections/{id}/refresh",
         "/v1/connections/{id}/events",
         "/v1/proxy/{id}/{path}",
+        "/v1/webhooks",
+        "/v1/webhooks/deliveries",
+        "/v1/webhooks/deliveries/{id}",
+        "/v1/webhooks/deliveries/{id}/retry",
     ] {
         assert!(paths.contains_key(expected), "{expected} is not documented");
     }
@@ -50,6 +54,6 @@ e2e_test!(every_documented_operation_answers_as_documented, |db| {
         assert_eq!(unauthenticated, 401, "{method} {path} requires the API key");
         checked += 1;
     }
-    assert!(checked >= 12, "{checked} operations checked");
+    assert!(checked >= 16, "{checked} operations checked");
     h.stop().await;
 });

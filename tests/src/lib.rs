@@ -104,6 +104,8 @@ pub struct HarnessOptions {
     pub refresher: bool,
     /// Encryption keys (default: one fresh key).
     pub encryption_keys: Option<Vec<String>>,
+    /// `token_cache_ttl_ms` (default 100: the cache is exercised, disconnects stay quick).
+    pub token_cache_ttl_ms: u64,
 }
 
 impl Default for HarnessOptions {
@@ -116,6 +118,7 @@ impl Default for HarnessOptions {
             server_client_secret: None,
             refresher: false,
             encryption_keys: None,
+            token_cache_ttl_ms: 100,
         }
     }
 }
@@ -167,6 +170,7 @@ impl Harness {
 bind = "127.0.0.1:0"
 database_url = "{database_url}"
 database_pool_size = 4
+token_cache_ttl_ms = {token_cache_ttl_ms}
 api_keys = ["{API_KEY}", {{ key = "{READ_API_KEY}", scope = "read", name = "dashboard" }}]
 encryption_keys = {keys}
 {extra}
@@ -193,6 +197,7 @@ client_secret = "{client_secret}"
             kind = options.kind,
             provider_extra = options.provider_config,
             refresher = options.refresher,
+            token_cache_ttl_ms = options.token_cache_ttl_ms,
         );
         let config = tether_server::Config::from_toml(&toml).expect("valid test configuration");
         let server =

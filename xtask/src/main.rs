@@ -4,7 +4,8 @@
 //!   README's test command, then the store and end-to-end suites against the PostgreSQL and
 //!   MariaDB servers (failing when either is unreachable).
 //! - `test-databases`: only the last step.
-//! - `bench [--quick]`: the benchmarks (release build); rewrites docs/benchmarks.md.
+//! - `bench [--quick] [--only reads|replicas|flows|sweep|footprint]`: the benchmarks (release
+//!   build); rewrites docs/benchmarks.md (not with `--only`, which prints one section's rows).
 //! - `openapi-fuzz`: schemathesis against the live server's `/openapi.json` (part of `ci`).
 //! - `new-provider NAME`: a new provider crate under `crates/providers/NAME` (crate,
 //!   registration, mock-based tests) and its page `docs/providers/NAME.md`; see
@@ -18,7 +19,7 @@ mod ci;
 mod new_provider;
 mod openapi_fuzz;
 
-const USAGE: &str = "usage: cargo xtask <ci | test-databases | openapi-fuzz | bench [--quick] | new-provider NAME>";
+const USAGE: &str = "usage: cargo xtask <ci | test-databases | openapi-fuzz | bench [--quick] [--only SECTION] [--sweep N] | new-provider NAME>";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -27,7 +28,7 @@ fn main() {
         "ci" => ci::ci(),
         "test-databases" => ci::test_databases(),
         "openapi-fuzz" => openapi_fuzz::run(),
-        "bench" => bench(args.iter().any(|a| a == "--quick")),
+        "bench" => bench(&args[1..]),
         "new-provider" => new_provider::run(&args[1..]),
         _ => {
             eprintln!("{USAGE}");
@@ -56,13 +57,11 @@ pub(crate) fn cargo(args: &[&str], envs: &[(&str, String)]) -> anyhow::Result<()
     Ok(())
 }
 
-fn bench(quick: bool) -> anyhow::Result<()> {
+fn bench(args: &[String]) -> anyhow::Result<()> {
     cargo(&["build", "--release", "-p", "tether-server", "-p", "tether-bench"], &[])?;
     let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| std::path::PathBuf::from("target"), Into::into);
     let mut cmd = Command::new(target.join("release").join("tether-bench"));
-    if quick {
-        cmd.arg("--quick");
-    }
+    cmd.args(args);
     if !cmd.status().context("running the benchmarks")?.success() {
         bail!("the benchmarks failed");
     }

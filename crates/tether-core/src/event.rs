@@ -28,6 +28,16 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    /// Every kind.
+    pub const ALL: [EventKind; 6] = [
+        EventKind::Connected,
+        EventKind::Refreshed,
+        EventKind::RefreshFailed,
+        EventKind::ReauthRequired,
+        EventKind::Revoked,
+        EventKind::Disconnected,
+    ];
+
     /// Stored / API form.
     pub fn as_str(&self) -> &'static str {
         match self {

@@ -23,11 +23,12 @@ mod random;
 mod seal;
 mod store;
 mod token;
+pub mod webhook;
 
 pub use connection::{AccountIdentity, Connection, ConnectionFilter, ConnectionStatus, NewConnection};
 pub use engine::{
     AuthorizationRedirect, CallbackParams, CompletedFlow, ConnectSessionRequest, CreatedConnectSession,
-    DisconnectOutcome, EngineSettings, FreshToken, RefresherSettings, Tether,
+    DisconnectOutcome, DispatchReport, EngineSettings, FreshToken, RefresherSettings, Tether,
 };
 pub use error::{Error, FlowError, ProviderErrorKind, Result};
 pub use event::{Event, EventKind, NewEvent};
@@ -42,6 +43,10 @@ pub use random::{hash_secret, random_token, secure_eq};
 pub use seal::{EncryptionKey, KeyRing, SealContext, SealedSecret};
 pub use store::{ConnectionStore, EventStore, FlowStore, LeaseOutcome, Store, StoredTokens};
 pub use token::TokenSet;
+pub use webhook::{
+    ClaimedDelivery, DeliveryFilter, DeliveryOutcome, DeliveryStatus, WebhookDelivery, WebhookEndpoint, WebhookPayload,
+    WebhookSettings, WebhookStore,
+};
 
 /// Re-exported so provider crates need no direct dependency.
 pub use async_trait::async_trait;

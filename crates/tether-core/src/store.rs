@@ -136,6 +136,6 @@ pub trait EventStore: Send + Sync {
 }
 
 /// Everything the engine needs from persistence.
-pub trait Store: ConnectionStore + FlowStore + EventStore {}
+pub trait Store: ConnectionStore + FlowStore + EventStore + crate::WebhookStore {}
 
-impl<T: ConnectionStore + FlowStore + EventStore> Store for T {}
+impl<T: ConnectionStore + FlowStore + EventStore + crate::WebhookStore> Store for T {}

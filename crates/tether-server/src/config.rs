@@ -11,7 +11,10 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
-use tether_core::{EngineSettings, KeyRing, ProviderConfig, RefresherSettings, Url};
+use tether_core::webhook::DEFAULT_WEBHOOK_EVENTS;
+use tether_core::{
+    EngineSettings, EventKind, KeyRing, ProviderConfig, RefresherSettings, Url, WebhookEndpoint, WebhookSettings,
+};
 
 /// The whole configuration.
 #[derive(Deserialize)]
@@ -51,6 +54,14 @@ pub struct Config {
     /// How long the user may take at the provider, in seconds (default 600).
     #[serde(default = "default_flow_ttl")]
     pub flow_ttl_secs: u64,
+    /// How long a token read from the database is served again from memory, in milliseconds
+    /// (default 2000; 0 disables the cache). Disconnects take this long to return, so that no
+    /// replica serves the token afterwards.
+    #[serde(default = "default_token_cache_ttl")]
+    pub token_cache_ttl_ms: u64,
+    /// Connections whose token the cache holds at most (default 100000).
+    #[serde(default = "default_token_cache_capacity")]
+    pub token_cache_capacity: usize,
     /// Background refresher.
     #[serde(default)]
     pub refresher: RefresherConfig,
@@ -63,6 +74,74 @@ pub struct Config {
     /// `[admin]`: authentication of the admin pages under `/admin`.
     #[serde(default)]
     pub admin: AdminConfig,
+    /// `[[webhooks]]`: URLs that receive connection events.
+    #[serde(default)]
+    pub webhooks: Vec<WebhookConfig>,
+    /// `[webhook_delivery]`: retries, timeouts and the dispatcher.
+    #[serde(default)]
+    pub webhook_delivery: WebhookDeliveryConfig,
+}
+
+/// One `[[webhooks]]` entry.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Stable name (default: the URL's host). Deliveries refer to it.
+    pub name: Option<String>,
+    /// Where events are POSTed (http or https).
+    pub url: String,
+    /// Shared secret for the `Tether-Signature` HMAC (at least 16 characters).
+    pub secret: SecretString,
+    /// Event kinds to send (default: connected, reauth_required, refresh_failed, revoked,
+    /// disconnected); `"*"` means every kind, `refreshed` included.
+    pub events: Option<Vec<String>>,
+}
+
+impl std::fmt::Debug for WebhookConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookConfig")
+            .field("name", &self.name)
+            // The query string may carry a token of the receiver's: never shown.
+            .field("url", &redact_url(self.url.split(['?', '#']).next().unwrap_or_default()))
+            .field("secret", &"[redacted]")
+            .field("events", &self.events)
+            .finish()
+    }
+}
+
+/// `[webhook_delivery]`.
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookDeliveryConfig {
+    /// Run the webhook dispatcher in `serve` (default true; events are enqueued either way).
+    pub enabled: bool,
+    /// Attempts before a delivery is given up (default 12).
+    pub max_attempts: u32,
+    /// Wait after the first failure in milliseconds, doubling after each (default 10000).
+    pub initial_backoff_ms: u64,
+    /// Longest wait between attempts in seconds (default 14400).
+    pub max_backoff_secs: u64,
+    /// Timeout of one POST in seconds (default 10).
+    pub timeout_secs: u64,
+    /// POSTs in flight at once (default 8).
+    pub concurrency: usize,
+    /// Outbox polling interval in milliseconds (default 1000).
+    pub poll_interval_ms: u64,
+}
+
+impl Default for WebhookDeliveryConfig {
+    fn default() -> Self {
+        let d = WebhookSettings::default();
+        Self {
+            enabled: true,
+            max_attempts: d.max_attempts,
+            initial_backoff_ms: u64::try_from(d.initial_backoff.as_millis()).unwrap_or(u64::MAX),
+            max_backoff_secs: d.max_backoff.as_secs(),
+            timeout_secs: d.timeout.as_secs(),
+            concurrency: d.concurrency,
+            poll_interval_ms: u64::try_from(d.poll_interval.as_millis()).unwrap_or(u64::MAX),
+        }
+    }
 }
 
 /// `[admin]`. With neither `password_hash` nor `trusted_header`, `/admin` only explains how to
@@ -153,6 +232,12 @@ fn default_lease() -> u64 {
 fn default_provider_timeout() -> u64 {
     20
 }
+fn default_token_cache_ttl() -> u64 {
+    2000
+}
+fn default_token_cache_capacity() -> usize {
+    100_000
+}
 fn default_flow_ttl() -> u64 {
     600
 }
@@ -167,6 +252,7 @@ impl std::fmt::Debug for Config {
             .field("encryption_keys", &format!("[{} redacted]", self.encryption_keys.len()))
             .field("providers", &self.providers)
             .field("admin", &self.admin)
+            .field("webhooks", &self.webhooks)
             .finish_non_exhaustive()
     }
 }
@@ -307,8 +393,52 @@ impl Config {
         Ok(())
     }
 
+    /// Webhook endpoints and delivery settings, checked.
+    pub fn webhook_settings(&self) -> anyhow::Result<WebhookSettings> {
+        let d = &self.webhook_delivery;
+        let mut endpoints = Vec::with_capacity(self.webhooks.len());
+        for (i, w) in self.webhooks.iter().enumerate() {
+            let url = Url::parse(&w.url).map_err(|e| anyhow::anyhow!("webhooks[{i}].url: {e}"))?;
+            let name = match &w.name {
+                Some(name) => name.clone(),
+                None => match (url.host_str(), url.port()) {
+                    (Some(host), Some(port)) => format!("{host}:{port}"),
+                    (Some(host), None) => host.to_owned(),
+                    (None, _) => bail!("webhooks[{i}].url has no host"),
+                },
+            };
+            let events = match &w.events {
+                None => DEFAULT_WEBHOOK_EVENTS.to_vec(),
+                Some(list) if list.iter().any(|e| e == "*") => EventKind::ALL.to_vec(),
+                Some(list) => list
+                    .iter()
+                    .map(|e| {
+                        EventKind::parse(e).ok_or_else(|| {
+                            anyhow::anyhow!(
+                                "webhooks[{i}].events: unknown event `{}` (expected connected, refreshed, refresh_failed, reauth_required, revoked, disconnected or \"*\")",
+                                e.escape_debug()
+                            )
+                        })
+                    })
+                    .collect::<anyhow::Result<_>>()?,
+            };
+            endpoints.push(WebhookEndpoint { name, url, secret: w.secret.clone(), events });
+        }
+        let settings = WebhookSettings {
+            endpoints,
+            max_attempts: d.max_attempts,
+            initial_backoff: Duration::from_millis(d.initial_backoff_ms.max(1)),
+            max_backoff: Duration::from_secs(d.max_backoff_secs.max(1)),
+            timeout: Duration::from_secs(d.timeout_secs.max(1)),
+            concurrency: d.concurrency.max(1),
+            poll_interval: Duration::from_millis(d.poll_interval_ms.max(10)),
+        };
+        settings.validate()?;
+        Ok(settings)
+    }
+
     /// Engine settings.
-    pub fn engine_settings(&self, public_url: Url) -> EngineSettings {
+    pub fn engine_settings(&self, public_url: Url) -> anyhow::Result<EngineSettings> {
         let mut s = EngineSettings::new(public_url);
         s.refresh_margin = Duration::from_secs(self.refresh_margin_secs);
         s.connect_session_ttl = Duration::from_secs(self.connect_link_ttl_secs.max(1));
@@ -317,7 +447,10 @@ impl Config {
         s.lease_wait = s.lease_ttl + Duration::from_secs(15);
         s.provider_timeout = Duration::from_secs(self.provider_timeout_secs.max(1));
         s.allowed_return_origins = self.allowed_return_origins.clone();
-        s
+        s.webhooks = self.webhook_settings()?;
+        s.token_cache_ttl = Duration::from_millis(self.token_cache_ttl_ms);
+        s.token_cache_capacity = self.token_cache_capacity;
+        Ok(s)
     }
 
     /// Refresher settings.
@@ -391,6 +524,32 @@ mod tests {
         assert!(e.contains("admin.password_hash") && e.contains("tether admin hash-password"), "{e}");
         assert!(!c.admin_settings().is_ok_and(|a| a.is_enabled()));
         assert!(Config::from_toml("[admin]\npasword_hash = \"x\"\n").is_err(), "typos are refused");
+    }
+
+    #[test]
+    fn webhooks_are_checked_and_their_secrets_redacted() {
+        let c = Config::from_toml(
+            "[[webhooks]]\nurl = \"https://app.example.com/hooks?k=url-secret\"\nsecret = \"0123456789abcdef-hook\"\n\n[[webhooks]]\nname = \"audit\"\nurl = \"http://127.0.0.1:9/a\"\nsecret = \"0123456789abcdef-hook\"\nevents = [\"*\"]\n",
+        )
+        .unwrap();
+        let s = c.webhook_settings().unwrap();
+        assert_eq!(s.endpoints[0].name, "app.example.com");
+        assert_eq!(s.endpoints[0].events.len(), 5);
+        assert_eq!(s.endpoints[1].events.len(), 6, "* includes refreshed");
+        for shown in [format!("{c:?}"), format!("{s:?}")] {
+            assert!(!shown.contains("0123456789abcdef-hook") && !shown.contains("url-secret"), "{shown}");
+        }
+        let bad = |toml: &str| Config::from_toml(toml).unwrap().webhook_settings().err().map(|e| e.to_string());
+        let e = bad("[[webhooks]]\nurl = \"https://a.example\"\nsecret = \"short\"\n").unwrap_or_default();
+        assert!(e.contains("at least 16"), "{e}");
+        let e =
+            bad("[[webhooks]]\nurl = \"https://a.example\"\nsecret = \"0123456789abcdef\"\nevents = [\"exploded\"]\n")
+                .unwrap_or_default();
+        assert!(e.contains("unknown event `exploded`"), "{e}");
+        let twice = "[[webhooks]]\nurl = \"https://a.example/1\"\nsecret = \"0123456789abcdef\"\n[[webhooks]]\nurl = \"https://a.example/2\"\nsecret = \"0123456789abcdef\"\n";
+        assert!(bad(twice).unwrap_or_default().contains("unique name"));
+        let e = bad("[[webhooks]]\nurl = \"ftp://a.example\"\nsecret = \"0123456789abcdef\"\n").unwrap_or_default();
+        assert!(e.contains("http or https"), "{e}");
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Wiring: store, providers, engine, HTTP server and background refresher.
+//! Wiring: store, providers, engine, HTTP server, background refresher and webhook dispatcher.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -53,7 +53,8 @@ pub struct RunningServer {
     pub demo_admin_password: Option<String>,
     handle: ServerHandle,
     server: JoinHandle<std::io::Result<()>>,
-    refresher: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
+    /// Background tasks (refresher, webhook dispatcher) and their shutdown signals.
+    background: Vec<(oneshot::Sender<()>, JoinHandle<()>)>,
 }
 
 impl std::fmt::Debug for RunningServer {
@@ -71,10 +72,7 @@ impl std::fmt::Debug for RunningServer {
 impl RunningServer {
     /// Stops gracefully.
     pub async fn stop(self) {
-        if let Some((tx, task)) = self.refresher {
-            let _ = tx.send(());
-            let _ = task.await;
-        }
+        stop_background(self.background).await;
         self.handle.stop(true).await;
         let _ = self.server.await;
     }
@@ -82,12 +80,26 @@ impl RunningServer {
     /// Runs until the server stops (Ctrl-C / SIGTERM are handled by actix).
     pub async fn wait(self) -> anyhow::Result<()> {
         let result = self.server.await.context("server task failed")?;
-        if let Some((tx, task)) = self.refresher {
-            let _ = tx.send(());
-            let _ = task.await;
-        }
+        stop_background(self.background).await;
         result.context("server failed")
     }
+}
+
+async fn stop_background(tasks: Vec<(oneshot::Sender<()>, JoinHandle<()>)>) {
+    for (tx, task) in tasks {
+        let _ = tx.send(());
+        let _ = task.await;
+    }
+}
+
+/// Spawns a background task that runs until its shutdown signal.
+fn spawn_background<F, Fut>(run: F) -> (oneshot::Sender<()>, JoinHandle<()>)
+where
+    F: FnOnce(oneshot::Receiver<()>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = oneshot::channel::<()>();
+    (tx, tokio::spawn(run(rx)))
 }
 
 /// Connects to the database (creating a SQLite file when needed) and runs migrations.
@@ -108,7 +120,7 @@ pub async fn open_store(config: &Config) -> anyhow::Result<SeaStore> {
 pub fn build_engine(config: &Config, store: SeaStore, public_url: Url) -> anyhow::Result<Tether> {
     let registry = ProviderRegistry::collect()?;
     let providers = registry.configure(&config.providers, &public_url)?;
-    Ok(Tether::new(Arc::new(store), providers, config.engine_settings(public_url))?)
+    Ok(Tether::new(Arc::new(store), providers, config.engine_settings(public_url)?)?)
 }
 
 /// Binds, migrates and starts serving in the background.
@@ -143,21 +155,28 @@ pub async fn start(mut config: Config, options: ServeOptions) -> anyhow::Result<
     let server = server.run();
     let handle = server.handle();
     let server = tokio::spawn(server);
-    let refresher = if config.refresher.enabled {
-        let (tx, rx) = oneshot::channel::<()>();
+    let mut background = Vec::new();
+    if config.refresher.enabled {
         let settings = config.refresher_settings();
         let engine = engine.clone();
-        let task = tokio::spawn(async move {
+        background.push(spawn_background(|rx| async move {
             engine
                 .run_refresher(settings, async {
                     let _ = rx.await;
                 })
                 .await;
-        });
-        Some((tx, task))
-    } else {
-        None
-    };
+        }));
+    }
+    if config.webhook_delivery.enabled && !config.webhooks.is_empty() {
+        let engine = engine.clone();
+        background.push(spawn_background(|rx| async move {
+            engine
+                .run_webhook_dispatcher(async {
+                    let _ = rx.await;
+                })
+                .await;
+        }));
+    }
     tracing::info!(addr = %local_addr, public_url = %public_url, "tether is serving");
     Ok(RunningServer {
         local_addr,
@@ -167,6 +186,6 @@ pub async fn start(mut config: Config, options: ServeOptions) -> anyhow::Result<
         demo_admin_password: generated.admin_password,
         handle,
         server,
-        refresher,
+        background,
     })
 }

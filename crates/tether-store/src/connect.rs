@@ -170,6 +170,13 @@ impl DatabaseUrl {
     pub(crate) async fn connect(&self, options: &StoreOptions) -> Result<DatabaseConnection> {
         let mut opts = ConnectOptions::new(self.driver_url.clone());
         opts.sqlx_logging(false).acquire_timeout(options.acquire_timeout.unwrap_or(Duration::from_secs(15)));
+        // sqlx pings a pooled connection on every acquire by default: one extra round trip per
+        // query, doubling the cost of a token read. Only connections idle for a while (which a
+        // server or a proxy may have closed) are checked; a SQLite file cannot go away.
+        match self.backend {
+            Backend::Sqlite => opts.test_before_acquire(false),
+            Backend::Postgres | Backend::MySql => opts.test_before_acquire_if_idle_for(Duration::from_secs(30)),
+        };
         match self.backend {
             Backend::Sqlite => {
                 if self.sqlite_memory {

@@ -171,7 +171,7 @@ async fn pending_migrations_then_concurrent_migrations_on_fresh_databases() {
         let store = SeaStore::connect(db.url(), keys.clone()).await.unwrap();
         assert_eq!(
             store.pending_migrations().await.unwrap(),
-            vec!["m20261122_000001_create_tables".to_string()],
+            vec!["m20261122_000001_create_tables".to_string(), "m20261123_000001_webhook_deliveries".to_string()],
             "{}",
             db.backend()
         );

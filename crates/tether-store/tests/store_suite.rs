@@ -960,3 +960,150 @@ async fn reseal_moves_every_secret_to_the_primary_key(store: SeaStore) {
     assert!(err.to_string().contains("no encryption key"), "{err}");
     assert!(matches!(after.tokens(d.id).await, Err(Error::Seal(_))));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Webhook outbox
+// ---------------------------------------------------------------------------------------------
+
+store_tests!(
+    webhook_deliveries_are_enqueued_with_their_event,
+    concurrent_dispatchers_claim_each_delivery_once,
+    webhook_outcomes_retry_deliver_and_give_up,
+    expired_webhook_claims_can_be_taken_over,
+);
+
+fn webhook_event(id: ConnectionId, kind: EventKind) -> NewEvent {
+    NewEvent { connection_id: id, kind, message: Some("details".into()) }
+}
+
+async fn webhook_deliveries_are_enqueued_with_their_event(store: SeaStore) {
+    use tether_core::{DeliveryFilter, DeliveryStatus, WebhookStore};
+    let a = connect(&store, "alice", "1", None).await;
+    let endpoints = ["app".to_owned(), "audit".to_owned()];
+    let event = store.record_event_with_deliveries(webhook_event(a, EventKind::Connected), &endpoints).await.unwrap();
+    assert_eq!(store.events(a, 10).await.unwrap(), vec![event.clone()]);
+    let all = DeliveryFilter { limit: 10, ..DeliveryFilter::default() };
+    let listed = store.webhook_deliveries(&all).await.unwrap();
+    assert_eq!(listed.len(), 2);
+    for d in &listed {
+        assert_eq!(d.event_id, event.id);
+        assert_eq!(d.event_kind, EventKind::Connected);
+        assert_eq!(d.connection_id, a);
+        assert_eq!(d.status, DeliveryStatus::Pending);
+        assert_eq!(d.attempts, 0);
+        assert_eq!(d.next_attempt_at, Some(event.created_at));
+        assert_eq!(store.webhook_delivery(d.id).await.unwrap().as_ref(), Some(d));
+    }
+    let mut names: Vec<_> = listed.iter().map(|d| d.endpoint.clone()).collect();
+    names.sort();
+    assert_eq!(names, endpoints);
+    let only_audit = DeliveryFilter { endpoint: Some("audit".into()), event_id: Some(event.id), ..all.clone() };
+    assert_eq!(store.webhook_deliveries(&only_audit).await.unwrap().len(), 1);
+    assert_eq!(store.count_webhook_deliveries().await.unwrap(), vec![(DeliveryStatus::Pending, 2)]);
+
+    // All or nothing: an event for a connection that does not exist leaves no delivery behind.
+    let err = store
+        .record_event_with_deliveries(webhook_event(ConnectionId::new(), EventKind::Connected), &endpoints)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+    // An endpoint name too long to store fails before anything is written.
+    let long = ["x".repeat(65)];
+    assert!(store.record_event_with_deliveries(webhook_event(a, EventKind::Revoked), &long).await.is_err());
+    assert_eq!(store.events(a, 10).await.unwrap().len(), 1);
+    assert_eq!(raw_count(&store, "webhook_deliveries").await, 2);
+}
+
+async fn concurrent_dispatchers_claim_each_delivery_once(store: SeaStore) {
+    use tether_core::WebhookStore;
+    let a = connect(&store, "alice", "1", None).await;
+    for _ in 0..10 {
+        store.record_event_with_deliveries(webhook_event(a, EventKind::RefreshFailed), &["app".into()]).await.unwrap();
+    }
+    let t = now() + Duration::seconds(1);
+    let claimers = (0..8).map(|i| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let holder = format!("dispatcher-{i}");
+            store.claim_webhook_deliveries(&holder, t, t + Duration::seconds(60), 4).await.unwrap()
+        })
+    });
+    let mut ids = Vec::new();
+    for claimer in claimers {
+        let claimed = claimer.await.unwrap();
+        assert!(claimed.len() <= 4);
+        for c in claimed {
+            assert_eq!(c.event.id, c.delivery.event_id);
+            assert_eq!(c.event.kind, EventKind::RefreshFailed);
+            ids.push(c.delivery.id);
+        }
+    }
+    let total = ids.len();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), total, "a delivery was claimed twice");
+    assert_eq!(total, 10, "every due delivery is claimed by someone");
+    // Nothing is left to claim while the claims last.
+    assert!(store.claim_webhook_deliveries("late", t, t + Duration::seconds(60), 100).await.unwrap().is_empty());
+}
+
+async fn webhook_outcomes_retry_deliver_and_give_up(store: SeaStore) {
+    use tether_core::{DeliveryOutcome, DeliveryStatus, WebhookStore};
+    let a = connect(&store, "alice", "1", None).await;
+    store.record_event_with_deliveries(webhook_event(a, EventKind::Revoked), &["app".into()]).await.unwrap();
+    let t = now() + Duration::seconds(1);
+    let until = t + Duration::seconds(60);
+    let claimed = store.claim_webhook_deliveries("d1", t, until, 10).await.unwrap();
+    let id = claimed[0].delivery.id;
+
+    // Another holder's outcome is refused.
+    let delivered = DeliveryOutcome::Delivered { status_code: 204 };
+    assert!(!store.finish_webhook_delivery(id, "d2", t, delivered.clone()).await.unwrap());
+
+    // A retry is not due before its time, and is claimable after it.
+    let next = t + Duration::seconds(30);
+    let retry = DeliveryOutcome::Retry { next_attempt_at: next, status_code: Some(503), error: "HTTP 503".into() };
+    assert!(store.finish_webhook_delivery(id, "d1", t, retry).await.unwrap());
+    let d = store.webhook_delivery(id).await.unwrap().unwrap();
+    assert_eq!((d.status, d.attempts, d.next_attempt_at), (DeliveryStatus::Pending, 1, Some(next)));
+    assert_eq!((d.last_status_code, d.last_error.as_deref()), (Some(503), Some("HTTP 503")));
+    assert_eq!(d.last_attempt_at, Some(t));
+    assert!(store.claim_webhook_deliveries("d1", next - Duration::seconds(1), until, 10).await.unwrap().is_empty());
+    assert_eq!(store.claim_webhook_deliveries("d1", next, next + Duration::seconds(60), 10).await.unwrap().len(), 1);
+    let gave_up = DeliveryOutcome::GiveUp { status_code: None, error: "connection failed".into() };
+    assert!(store.finish_webhook_delivery(id, "d1", next, gave_up).await.unwrap());
+    let d = store.webhook_delivery(id).await.unwrap().unwrap();
+    assert_eq!((d.status, d.attempts, d.next_attempt_at, d.last_status_code), (DeliveryStatus::Failed, 2, None, None));
+    assert!(store.claim_webhook_deliveries("d1", next + Duration::days(1), until, 10).await.unwrap().is_empty());
+
+    // A manual retry puts it back, due now, attempts from zero; then it is delivered.
+    let later = next + Duration::seconds(5);
+    let d = store.retry_webhook_delivery(id, later).await.unwrap();
+    assert_eq!((d.status, d.attempts, d.next_attempt_at), (DeliveryStatus::Pending, 0, Some(later)));
+    assert_eq!(store.claim_webhook_deliveries("d3", later, later + Duration::seconds(60), 10).await.unwrap().len(), 1);
+    // Claimed right now: a manual retry is refused rather than racing the attempt.
+    assert!(matches!(store.retry_webhook_delivery(id, later).await, Err(Error::InvalidInput(_))));
+    assert!(store.finish_webhook_delivery(id, "d3", later, delivered).await.unwrap());
+    let d = store.webhook_delivery(id).await.unwrap().unwrap();
+    assert_eq!((d.status, d.attempts, d.delivered_at), (DeliveryStatus::Delivered, 1, Some(later)));
+    assert_eq!(store.count_webhook_deliveries().await.unwrap(), vec![(DeliveryStatus::Delivered, 1)]);
+    assert!(matches!(store.retry_webhook_delivery(Uuid::now_v7(), later).await, Err(Error::NotFound { .. })));
+}
+
+async fn expired_webhook_claims_can_be_taken_over(store: SeaStore) {
+    use tether_core::{DeliveryOutcome, WebhookStore};
+    let a = connect(&store, "alice", "1", None).await;
+    store.record_event_with_deliveries(webhook_event(a, EventKind::Disconnected), &["app".into()]).await.unwrap();
+    let t = now() + Duration::seconds(1);
+    let first = store.claim_webhook_deliveries("crashed", t, t + Duration::seconds(10), 10).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert!(store.claim_webhook_deliveries("other", t + Duration::seconds(9), t, 10).await.unwrap().is_empty());
+    let after = t + Duration::seconds(11);
+    let second = store.claim_webhook_deliveries("other", after, after + Duration::seconds(10), 10).await.unwrap();
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0].delivery.id, first[0].delivery.id);
+    // The crashed holder's late outcome is refused; the new holder's is kept.
+    let outcome = DeliveryOutcome::Delivered { status_code: 200 };
+    assert!(!store.finish_webhook_delivery(first[0].delivery.id, "crashed", after, outcome.clone()).await.unwrap());
+    assert!(store.finish_webhook_delivery(first[0].delivery.id, "other", after, outcome).await.unwrap());
+}

@@ -34,6 +34,10 @@ pub(crate) fn scope() -> utoipa_actix_web::scope::Scope<
         .service(get_token)
         .service(refresh)
         .service(list_events)
+        .service(crate::api_webhooks::list_webhooks)
+        .service(crate::api_webhooks::list_deliveries)
+        .service(crate::api_webhooks::get_delivery)
+        .service(crate::api_webhooks::retry_delivery)
         .service(crate::proxy::forward)
 }
 
@@ -52,7 +56,7 @@ pub(crate) struct ErrorDetail {
     message: String,
 }
 
-fn ok_json<T: Serialize>(status: StatusCode, body: &T) -> HttpResponse {
+pub(crate) fn ok_json<T: Serialize>(status: StatusCode, body: &T) -> HttpResponse {
     HttpResponse::build(status).insert_header(("Cache-Control", "no-store")).json(body)
 }
 
@@ -364,10 +368,27 @@ struct EventsQuery {
     limit: Option<u64>,
 }
 
+/// An event with the status of its webhook deliveries.
+#[derive(Serialize, ToSchema)]
+struct EventView {
+    /// Event id (UUID v7), the `id` of its webhook payload.
+    id: uuid::Uuid,
+    /// The connection.
+    connection_id: ConnectionId,
+    /// What happened.
+    kind: tether_core::EventKind,
+    /// Details.
+    message: Option<String>,
+    /// When.
+    created_at: DateTime<Utc>,
+    /// One per webhook endpoint that receives this kind of event (empty without webhooks).
+    deliveries: Vec<tether_core::WebhookDelivery>,
+}
+
 /// `GET /v1/connections/{id}/events`.
 #[derive(Serialize, ToSchema)]
 struct EventsResponse {
-    events: Vec<tether_core::Event>,
+    events: Vec<EventView>,
 }
 
 /// The connection's events, newest first.
@@ -391,6 +412,33 @@ async fn list_events(
 ) -> ApiResult {
     let id = parse_id(&id)?;
     state.engine.connection(id).await?;
-    let events = state.engine.store().events(id, q.limit.unwrap_or(100).min(1000)).await?;
+    let limit = q.limit.unwrap_or(100).min(1000);
+    let events = state.engine.store().events(id, limit).await?;
+    let mut deliveries = if state.engine.settings().webhooks.endpoints.is_empty() || events.is_empty() {
+        Vec::new()
+    } else {
+        // Deliveries of the listed events: at most one per endpoint and event.
+        let filter = tether_core::DeliveryFilter {
+            connection_id: Some(id),
+            limit: limit.saturating_mul(state.engine.settings().webhooks.endpoints.len() as u64 + 1),
+            ..Default::default()
+        };
+        state.engine.store().webhook_deliveries(&filter).await?
+    };
+    let events = events
+        .into_iter()
+        .map(|e| {
+            let (mine, rest) = deliveries.drain(..).partition(|d| d.event_id == e.id);
+            deliveries = rest;
+            EventView {
+                id: e.id,
+                connection_id: e.connection_id,
+                kind: e.kind,
+                message: e.message,
+                created_at: e.created_at,
+                deliveries: mine,
+            }
+        })
+        .collect();
     Ok(ok_json(StatusCode::OK, &EventsResponse { events }))
 }

@@ -7,6 +7,7 @@
 
 mod admin;
 mod api;
+mod api_webhooks;
 mod auth;
 mod browser;
 mod error;

@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 
 use actix_web::{HttpResponse, web};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use tether_core::ConnectionStatus;
+use tether_core::{ConnectionStatus, DeliveryStatus};
 
 use crate::WebState;
 
@@ -76,6 +76,17 @@ async fn metrics(state: web::Data<WebState>) -> HttpResponse {
             }
         }
         Err(e) => tracing::warn!(error = %e, "could not count connections for metrics"),
+    }
+    if !state.engine.settings().webhooks.endpoints.is_empty() {
+        match state.engine.store().count_webhook_deliveries().await {
+            Ok(counts) => {
+                for status in [DeliveryStatus::Pending, DeliveryStatus::Delivered, DeliveryStatus::Failed] {
+                    let n = counts.iter().find(|(s, _)| *s == status).map_or(0, |(_, n)| *n);
+                    metrics::gauge!("tether_webhook_deliveries", "status" => status.as_str()).set(n as f64);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not count webhook deliveries for metrics"),
+        }
     }
     HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(handle.render())
 }

@@ -246,16 +246,27 @@ impl Tether {
                 scopes,
             })
             .await?;
-        self.inner.flights.forget(connection.id);
+        self.forget_local(connection.id);
         let message = if created { "connected" } else { "reconnected: tokens replaced" };
         self.record(connection.id, EventKind::Connected, Some(message.to_owned())).await;
         tracing::info!(connection = %connection.id, provider = %provider.id, created, "connection completed");
         Ok(CompletedFlow { connection, created, return_to: flow.return_to })
     }
 
+    /// Records an event, with its webhook deliveries in the same transaction, and wakes this
+    /// process's webhook dispatcher.
     pub(crate) async fn record(&self, id: crate::ConnectionId, kind: EventKind, message: Option<String>) {
-        if let Err(e) = self.inner.store.record_event(NewEvent { connection_id: id, kind, message }).await {
-            tracing::warn!(connection = %id, event = %kind, error = %e, "could not record event");
+        let endpoints = self.inner.settings.webhooks.endpoints_for(kind);
+        let event = NewEvent { connection_id: id, kind, message };
+        let recorded = if endpoints.is_empty() {
+            self.inner.store.record_event(event).await
+        } else {
+            self.inner.store.record_event_with_deliveries(event, &endpoints).await
+        };
+        match recorded {
+            Ok(_) if !endpoints.is_empty() => self.inner.webhook_wakeup.notify_one(),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(connection = %id, event = %kind, error = %e, "could not record event"),
         }
     }
 }

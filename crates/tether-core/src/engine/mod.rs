@@ -3,7 +3,9 @@
 mod authorize;
 mod connect;
 mod refresher;
+mod token_cache;
 mod tokens;
+mod webhooks;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,6 +16,7 @@ use url::Url;
 pub use connect::{AuthorizationRedirect, CallbackParams, CompletedFlow, ConnectSessionRequest, CreatedConnectSession};
 pub use refresher::RefresherSettings;
 pub use tokens::{DisconnectOutcome, FreshToken};
+pub use webhooks::DispatchReport;
 
 use crate::{ConfiguredProvider, Error, Result, Store};
 
@@ -36,6 +39,14 @@ pub struct EngineSettings {
     pub allowed_return_origins: Vec<String>,
     /// Timeout of each call to a provider.
     pub provider_timeout: Duration,
+    /// Webhook endpoints and delivery settings (none by default).
+    pub webhooks: crate::WebhookSettings,
+    /// How long a fresh token read from the database may be served again from memory without
+    /// reading it (zero: no cache). Disconnects wait this long after their commit before
+    /// returning, so no replica serves a disconnected connection's token afterwards.
+    pub token_cache_ttl: Duration,
+    /// Connections whose token the cache holds at most.
+    pub token_cache_capacity: usize,
 }
 
 impl EngineSettings {
@@ -50,6 +61,9 @@ impl EngineSettings {
             lease_wait: Duration::from_secs(45),
             allowed_return_origins: Vec::new(),
             provider_timeout: Duration::from_secs(20),
+            webhooks: crate::WebhookSettings::default(),
+            token_cache_ttl: Duration::from_secs(2),
+            token_cache_capacity: 100_000,
         }
     }
 }
@@ -67,6 +81,10 @@ struct Inner {
     http: reqwest::Client,
     holder_id: String,
     flights: tokens::Flights,
+    /// Recently read fresh tokens.
+    token_cache: token_cache::TokenCache,
+    /// Wakes the webhook dispatcher when this process records an event.
+    webhook_wakeup: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for Tether {
@@ -81,6 +99,7 @@ impl std::fmt::Debug for Tether {
 impl Tether {
     /// Builds the engine over a store and the configured providers.
     pub fn new(store: Arc<dyn Store>, providers: Vec<ConfiguredProvider>, settings: EngineSettings) -> Result<Self> {
+        settings.webhooks.validate()?;
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(settings.provider_timeout)
@@ -94,6 +113,7 @@ impl Tether {
                 return Err(Error::Config(format!("provider `{}` is configured twice", dup.id)));
             }
         }
+        let token_cache = token_cache::TokenCache::new(settings.token_cache_ttl, settings.token_cache_capacity);
         let holder_id = format!("{}-{}", std::process::id(), crate::random_token(9)?);
         Ok(Self {
             inner: Arc::new(Inner {
@@ -103,6 +123,8 @@ impl Tether {
                 http,
                 holder_id,
                 flights: tokens::Flights::default(),
+                webhook_wakeup: tokio::sync::Notify::new(),
+                token_cache,
             }),
         })
     }

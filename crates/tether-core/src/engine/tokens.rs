@@ -130,7 +130,14 @@ impl Tether {
     /// across processes through the lease in the database. Callers that did not win wait for
     /// the winner's tokens.
     pub async fn access_token(&self, id: ConnectionId) -> Result<FreshToken> {
-        self.token(id, false, self.inner.settings.refresh_margin).await
+        if let Some(token) = self.inner.token_cache.get(id) {
+            return Ok(token);
+        }
+        let read_started = std::time::Instant::now();
+        let margin = self.inner.settings.refresh_margin;
+        let token = self.token(id, false, margin).await?;
+        self.inner.token_cache.insert(&token, read_started, margin);
+        Ok(token)
     }
 
     /// Forces a refresh (unless another caller refreshed after this call began) and returns
@@ -145,11 +152,14 @@ impl Tether {
     }
 
     async fn token(&self, id: ConnectionId, force: bool, margin: Duration) -> Result<FreshToken> {
-        // Hot path: one read, one decryption (the refresh token stays sealed).
+        // Hot path: one read, one decryption (the refresh token stays sealed). Callers that
+        // expect to refresh (forced, or the refresher) read the refresh token at once instead
+        // of reading the row twice.
+        let expect_refresh = force || margin > self.inner.settings.refresh_margin;
         let (conn, quick) = self
             .inner
             .store
-            .connection_and_tokens(id, false)
+            .connection_and_tokens(id, expect_refresh)
             .await?
             .ok_or_else(|| Error::NotFound { what: "connection", id: id.to_string() })?;
         match conn.status {
@@ -162,7 +172,7 @@ impl Tether {
         if !force && quick.tokens.is_fresh(now, chrono_of(margin)) {
             return Ok(fresh(id, &quick.tokens, &conn.scopes));
         }
-        let stored = self.stored_tokens(id).await?;
+        let stored = if expect_refresh { quick } else { self.stored_tokens(id).await? };
         let provider = self.provider(conn.provider.as_str())?;
         if !provider.provider.can_refresh(&stored.tokens) {
             if stored.tokens.is_valid(now) && !force {
@@ -177,6 +187,7 @@ impl Tether {
             }
             let msg = "the access token expired and the provider issued no way to renew it";
             self.inner.store.set_status(id, ConnectionStatus::ReauthRequired, Some(msg)).await?;
+            self.inner.token_cache.evict(id);
             self.record(id, EventKind::ReauthRequired, Some(msg.into())).await;
             return Err(Error::ReauthRequired(id.to_string()));
         }
@@ -189,6 +200,21 @@ impl Tether {
             ConnectionStatus::ReauthRequired => Err(Error::ReauthRequired(id.to_string())),
             ConnectionStatus::Disconnected => Err(Error::Disconnected(id.to_string())),
             _ => Ok(conn),
+        }
+    }
+
+    /// The tokens (refresh token included) of a connection that is still active, in one read.
+    async fn active_tokens(&self, id: ConnectionId) -> Result<StoredTokens> {
+        let (conn, tokens) = self
+            .inner
+            .store
+            .connection_and_tokens(id, true)
+            .await?
+            .ok_or_else(|| Error::NotFound { what: "connection", id: id.to_string() })?;
+        match conn.status {
+            ConnectionStatus::ReauthRequired => Err(Error::ReauthRequired(id.to_string())),
+            ConnectionStatus::Disconnected => Err(Error::Disconnected(id.to_string())),
+            _ => tokens.ok_or_else(|| Error::Disconnected(id.to_string())),
         }
     }
 
@@ -211,8 +237,7 @@ impl Tether {
         let started = tokio::time::Instant::now();
         let stored = loop {
             // Someone (this process or another) may have refreshed while we waited.
-            self.active_connection(id).await?;
-            let stored = self.stored_tokens(id).await?;
+            let stored = self.active_tokens(id).await?;
             let now = Utc::now();
             if stored.version != seen_version || (!force && stored.tokens.is_fresh(now, chrono_of(margin))) {
                 return Ok(fresh(id, &stored.tokens, &conn.scopes));
@@ -226,8 +251,10 @@ impl Tether {
                     // Another process may have finished a refresh (and released the lease)
                     // between our read and our claim: our refresh token may already be spent.
                     // Re-read under the lease before using it.
-                    let current = self.inner.store.connection(id).await?;
-                    let latest = self.inner.store.tokens(id).await?;
+                    let (current, latest) = match self.inner.store.connection_and_tokens(id, true).await? {
+                        Some((c, t)) => (Some(c), t),
+                        None => (None, None),
+                    };
                     match (current, latest) {
                         (Some(c), Some(latest)) if c.status == ConnectionStatus::Active => {
                             if latest.version == stored.version {
@@ -305,13 +332,14 @@ impl Tether {
                         retry_after: Duration::from_secs(1),
                     });
                 }
-                self.inner.flights.forget(id);
+                self.forget_local(id);
                 self.record(id, EventKind::Refreshed, None).await;
                 tracing::info!(connection = %id, provider = %provider.id, "tokens refreshed");
                 Ok(fresh(id, &new_tokens, &conn.scopes))
             }
             Err(Error::Provider { kind: ProviderErrorKind::InvalidGrant, message, .. }) => {
                 store.release_refresh_lease(id, holder, ConnectionStatus::ReauthRequired, Some(&message)).await?;
+                self.inner.token_cache.evict(id);
                 self.record(id, EventKind::ReauthRequired, Some(message)).await;
                 tracing::warn!(connection = %id, provider = %provider.id, "grant is dead: reauth required");
                 Err(Error::ReauthRequired(id.to_string()))
@@ -362,7 +390,8 @@ impl Tether {
     }
 
     /// Disconnects: revokes at the provider where it can (a failed revoke is reported, not
-    /// fatal), then deletes the connection's secrets.
+    /// fatal), then deletes the connection's secrets. Returns once no replica can serve the
+    /// token from its cache any more (after [`EngineSettings::token_cache_ttl`](crate::EngineSettings)).
     pub async fn disconnect(&self, id: ConnectionId) -> Result<DisconnectOutcome> {
         let conn = self.connection(id).await?;
         if conn.status == ConnectionStatus::Disconnected {
@@ -382,14 +411,29 @@ impl Tether {
             },
         };
         self.inner.store.disconnect(id).await?;
-        self.inner.flights.forget(id);
+        self.forget_local(id);
         if outcome.revoked {
             self.record(id, EventKind::Revoked, None).await;
         }
         let message =
             outcome.revoke_error.as_ref().map(|e| format!("secrets deleted; not revoked at the provider: {e}"));
         self.record(id, EventKind::Disconnected, message).await;
+        // Other replicas may hold this token in their cache, filled by a read that started
+        // before the commit: once this returns, none of them can serve it any more.
+        let wait = self.inner.token_cache.ttl();
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
         Ok(outcome)
+    }
+}
+
+impl Tether {
+    /// Forgets what this process remembers about a connection whose tokens changed: its
+    /// refresh backoff and its cached token.
+    pub(crate) fn forget_local(&self, id: ConnectionId) {
+        self.inner.flights.forget(id);
+        self.inner.token_cache.evict(id);
     }
 }
 

@@ -10,3 +10,4 @@
 pub mod auth_flow;
 pub mod connection;
 pub mod event;
+pub mod webhook_delivery;

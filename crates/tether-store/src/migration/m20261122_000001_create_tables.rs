@@ -70,7 +70,7 @@ enum Events {
     CreatedAt,
 }
 
-fn len(n: usize) -> u32 {
+pub(super) fn len(n: usize) -> u32 {
     <u32 as TryFrom<usize>>::try_from(n).unwrap_or(u32::MAX)
 }
 
@@ -78,7 +78,7 @@ fn len(n: usize) -> u32 {
 /// (the server default `utf8mb4_general_ci` would make `Alice` and `alice` the same owner).
 /// A NO PAD one where the server has it (MariaDB `utf8mb4_nopad_bin`, MySQL 8
 /// `utf8mb4_0900_bin`), so that trailing spaces count too; `utf8mb4_bin` otherwise.
-async fn mysql_collation(m: &SchemaManager<'_>) -> Result<String, DbErr> {
+pub(super) async fn mysql_collation(m: &SchemaManager<'_>) -> Result<String, DbErr> {
     let row = m
         .get_connection()
         .query_one_raw(Statement::from_string(
@@ -94,14 +94,19 @@ async fn mysql_collation(m: &SchemaManager<'_>) -> Result<String, DbErr> {
     })
 }
 
-fn table_options(collation: Option<&str>, table: &mut TableCreateStatement) -> TableCreateStatement {
+pub(super) fn table_options(collation: Option<&str>, table: &mut TableCreateStatement) -> TableCreateStatement {
     if let Some(collation) = collation {
         table.engine("InnoDB").character_set("utf8mb4").collate(collation);
     }
     table.take()
 }
 
-async fn index(m: &SchemaManager<'_>, table: &str, name: &str, mut stmt: IndexCreateStatement) -> Result<(), DbErr> {
+pub(super) async fn index(
+    m: &SchemaManager<'_>,
+    table: &str,
+    name: &str,
+    mut stmt: IndexCreateStatement,
+) -> Result<(), DbErr> {
     // MySQL has no `CREATE INDEX IF NOT EXISTS`: check first, so that a migration interrupted
     // half-way (MySQL DDL is not transactional) can simply be run again.
     if m.has_index(table, name).await? {

@@ -7,6 +7,7 @@
 use sea_orm_migration::prelude::*;
 
 mod m20261122_000001_create_tables;
+mod m20261123_000001_webhook_deliveries;
 
 /// Column lengths of indexed `VARCHAR` columns, enforced by the store before writing.
 ///
@@ -32,6 +33,8 @@ pub mod limits {
     pub const EVENT_KIND: usize = 32;
     /// UUID strings.
     pub const UUID: usize = 36;
+    /// `webhook_deliveries.endpoint` (a configured webhook name).
+    pub const WEBHOOK_ENDPOINT: usize = tether_core::webhook::WEBHOOK_NAME_MAX;
 
     // The unique key (owner, provider, account_id) must fit MySQL's 3072-byte key limit.
     const _: () = assert!((OWNER + PROVIDER + ACCOUNT_ID) * 4 <= 3072);
@@ -44,7 +47,10 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261122_000001_create_tables::Migration)]
+        vec![
+            Box::new(m20261122_000001_create_tables::Migration),
+            Box::new(m20261123_000001_webhook_deliveries::Migration),
+        ]
     }
 
     fn migration_table_name() -> DynIden {

@@ -77,7 +77,7 @@ impl SeaStore {
     /// One attempt of an upsert. `Ok(None)`: lost a race with a concurrent transaction, retry.
     async fn try_upsert(&self, new: &NewConnection) -> Result<Option<(Connection, bool)>> {
         let context = "storing a connection";
-        let txn = self.begin_write().await?;
+        let (txn, _gate) = self.begin_write().await?;
         let existing = Entity::find()
             .filter(Column::Owner.eq(new.owner.as_str()))
             .filter(Column::Provider.eq(new.provider.as_str()))
@@ -238,6 +238,7 @@ impl ConnectionStore for SeaStore {
         check_len("the lease holder", holder, limits::LEASE_HOLDER)?;
         let context = "taking the refresh lease";
         // One conditional UPDATE: atomic on every database, no row locks needed.
+        let _gate = self.write_gate().await;
         let taken = Entity::update_many()
             .col_expr(Column::LeaseHolder, Expr::value(holder))
             .col_expr(Column::LeaseUntil, Expr::value(ms(until)))
@@ -299,6 +300,7 @@ impl ConnectionStore for SeaStore {
         }
         // Persisting the tokens and releasing the lease is one conditional UPDATE: nothing is
         // written unless `holder` still holds the lease.
+        let _gate = self.write_gate().await;
         let done = Entity::update_many()
             .set(update)
             .col_expr(Column::Version, Expr::col(Column::Version).add(1))
@@ -317,6 +319,7 @@ impl ConnectionStore for SeaStore {
         status: ConnectionStatus,
         last_error: Option<&str>,
     ) -> Result<()> {
+        let _gate = self.write_gate().await;
         let done = Entity::update_many()
             .set(connection::ActiveModel {
                 status: Set(status.as_str().to_owned()),
@@ -367,6 +370,7 @@ impl ConnectionStore for SeaStore {
     }
 
     async fn set_status(&self, id: ConnectionId, status: ConnectionStatus, last_error: Option<&str>) -> Result<()> {
+        let _gate = self.write_gate().await;
         let done = Entity::update_many()
             .set(connection::ActiveModel {
                 status: Set(status.as_str().to_owned()),
@@ -386,6 +390,7 @@ impl ConnectionStore for SeaStore {
     }
 
     async fn disconnect(&self, id: ConnectionId) -> Result<()> {
+        let _gate = self.write_gate().await;
         let done = Entity::update_many()
             .set(connection::ActiveModel {
                 status: Set(ConnectionStatus::Disconnected.as_str().to_owned()),

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use chrono::Utc;
-use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use tether_core::{ConnectionId, Error, Event, EventKind, EventStore, NewEvent, Result};
 use uuid::Uuid;
 
@@ -14,7 +14,7 @@ const EVENTS: &str = "events";
 /// Longest message kept (they are for people; a TEXT column holds 64 KB on MySQL).
 const MESSAGE_MAX: usize = 4000;
 
-fn to_event(row: &event::Model) -> Result<Event> {
+pub(super) fn to_event(row: &event::Model) -> Result<Event> {
     Ok(Event {
         id: Uuid::parse_str(&row.id).map_err(|e| corrupt(EVENTS, "id", e))?,
         connection_id: ConnectionId::parse(&row.connection_id)
@@ -26,32 +26,37 @@ fn to_event(row: &event::Model) -> Result<Event> {
     })
 }
 
+/// Inserts an event row on `db` (the pool or a transaction).
+pub(super) async fn insert_event(db: &impl ConnectionTrait, new: NewEvent) -> Result<Event> {
+    let row = event::Model {
+        id: Uuid::now_v7().to_string(),
+        connection_id: new.connection_id.to_string(),
+        kind: new.kind.as_str().to_owned(),
+        message: new.message.map(|m| m.chars().take(MESSAGE_MAX).collect()),
+        created_at: ms(Utc::now()),
+    };
+    let active = event::ActiveModel {
+        id: Set(row.id.clone()),
+        connection_id: Set(row.connection_id.clone()),
+        kind: Set(row.kind.clone()),
+        message: Set(row.message.clone()),
+        created_at: Set(row.created_at),
+    };
+    Entity::insert(active).exec_without_returning(db).await.map_err(|e| {
+        if is_foreign_key_violation(&e) {
+            Error::NotFound { what: "connection", id: new.connection_id.to_string() }
+        } else {
+            db_err("recording an event")(e)
+        }
+    })?;
+    to_event(&row)
+}
+
 #[async_trait]
 impl EventStore for SeaStore {
     async fn record_event(&self, new: NewEvent) -> Result<Event> {
-        let created_at = ms(Utc::now());
-        let row = event::Model {
-            id: Uuid::now_v7().to_string(),
-            connection_id: new.connection_id.to_string(),
-            kind: new.kind.as_str().to_owned(),
-            message: new.message.map(|m| m.chars().take(MESSAGE_MAX).collect()),
-            created_at,
-        };
-        let active = event::ActiveModel {
-            id: Set(row.id.clone()),
-            connection_id: Set(row.connection_id.clone()),
-            kind: Set(row.kind.clone()),
-            message: Set(row.message.clone()),
-            created_at: Set(row.created_at),
-        };
-        Entity::insert(active).exec_without_returning(&self.db).await.map_err(|e| {
-            if is_foreign_key_violation(&e) {
-                Error::NotFound { what: "connection", id: new.connection_id.to_string() }
-            } else {
-                db_err("recording an event")(e)
-            }
-        })?;
-        to_event(&row)
+        let _gate = self.write_gate().await;
+        insert_event(&self.db, new).await
     }
 
     async fn events(&self, connection: ConnectionId, limit: u64) -> Result<Vec<Event>> {

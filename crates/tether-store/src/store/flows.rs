@@ -77,6 +77,7 @@ impl FlowStore for SeaStore {
             consumed_at: Set(None),
             created_at: Set(ms(session.created_at)),
         };
+        let _gate = self.write_gate().await;
         Entity::insert(row).exec_without_returning(&self.db).await.map_err(db_err("storing a connect session"))?;
         Ok(())
     }
@@ -93,6 +94,7 @@ impl FlowStore for SeaStore {
         let verifier =
             start.pkce_verifier.as_ref().map(|v| self.seal(AUTH_FLOWS, &row.id, PKCE_VERIFIER, v)).transpose()?;
         // Single use under races: only the UPDATE that finds `started_at` still NULL wins.
+        let _gate = self.write_gate().await;
         let done = Entity::update_many()
             .set(auth_flow::ActiveModel {
                 state_hash: Set(Some(start.state_hash.clone())),
@@ -132,6 +134,7 @@ impl FlowStore for SeaStore {
         let verifier =
             row.pkce_verifier.as_deref().map(|v| self.open(AUTH_FLOWS, &row.id, PKCE_VERIFIER, v)).transpose()?;
         // Single use under races; the verifier is not needed any more, so it goes too.
+        let _gate = self.write_gate().await;
         let done = Entity::update_many()
             .set(auth_flow::ActiveModel {
                 consumed_at: Set(Some(ms(now))),
@@ -153,6 +156,7 @@ impl FlowStore for SeaStore {
 
     async fn purge_flows(&self, before: DateTime<Utc>) -> Result<u64> {
         let before = ms(before);
+        let _gate = self.write_gate().await;
         let done = Entity::delete_many()
             .filter(Column::LinkExpiresAt.lt(before))
             .filter(Condition::any().add(Column::StateExpiresAt.is_null()).add(Column::StateExpiresAt.lt(before)))

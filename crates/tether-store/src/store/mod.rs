@@ -1,6 +1,7 @@
 //! [`SeaStore`]: the store traits of tether-core on sea-orm.
 
 use std::fmt;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
@@ -18,6 +19,7 @@ mod connections;
 mod events;
 mod flows;
 mod reseal;
+mod webhooks;
 
 pub use reseal::ResealReport;
 
@@ -41,7 +43,14 @@ pub struct SeaStore {
     db: DatabaseConnection,
     keys: KeyRing,
     backend: Backend,
+    /// SQLite only: this process's writes queue here (FIFO, no sleeping) instead of contending
+    /// for the database's write lock, where SQLite's busy handler would sleep for milliseconds
+    /// per retry.
+    write_gate: Option<Arc<tokio::sync::Mutex<()>>>,
 }
+
+/// Held while a write runs (SQLite: the process-wide write gate; other databases: nothing).
+pub(crate) type WriteGuard = Option<tokio::sync::OwnedMutexGuard<()>>;
 
 impl fmt::Debug for SeaStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -70,7 +79,7 @@ impl SeaStore {
         let url = DatabaseUrl::parse(database_url)?;
         let db = url.connect(&options).await?;
         tracing::debug!(backend = url.backend.as_str(), database = %url.redacted, "store connected");
-        Ok(SeaStore { db, keys, backend: url.backend })
+        Ok(SeaStore::new(db, keys, url.backend))
     }
 
     /// Wraps an existing sea-orm connection (for applications that already have a pool).
@@ -82,7 +91,12 @@ impl SeaStore {
             sea_orm::DbBackend::MySql => Backend::MySql,
             _ => Backend::Sqlite,
         };
-        SeaStore { db, keys, backend }
+        SeaStore::new(db, keys, backend)
+    }
+
+    fn new(db: DatabaseConnection, keys: KeyRing, backend: Backend) -> SeaStore {
+        let write_gate = (backend == Backend::Sqlite).then(|| Arc::new(tokio::sync::Mutex::new(())));
+        SeaStore { db, keys, backend, write_gate }
     }
 
     /// Applies every pending migration.
@@ -94,7 +108,7 @@ impl SeaStore {
         let context = "running migrations";
         match self.backend {
             Backend::Sqlite => {
-                let txn = self.begin_write().await?;
+                let (txn, _gate) = self.begin_write().await?;
                 Migrator::up(&txn, None).await.map_err(db_err(context))?;
                 txn.commit().await.map_err(db_err(context))
             }
@@ -171,12 +185,24 @@ impl SeaStore {
     /// A transaction that writes. On SQLite it takes the write lock at `BEGIN` (`IMMEDIATE`):
     /// a deferred transaction that reads and then writes can fail with "database is locked"
     /// when another connection wrote in between, which the busy timeout does not cover.
-    pub(crate) async fn begin_write(&self) -> Result<DatabaseTransaction> {
+    /// Waits for this process's turn to write (SQLite; immediate elsewhere). Hold the guard for
+    /// the duration of the write statement.
+    pub(crate) async fn write_gate(&self) -> WriteGuard {
+        match &self.write_gate {
+            Some(gate) => Some(gate.clone().lock_owned().await),
+            None => None,
+        }
+    }
+
+    /// A write transaction with its [`WriteGuard`]; keep both until commit or rollback.
+    pub(crate) async fn begin_write(&self) -> Result<(DatabaseTransaction, WriteGuard)> {
+        let gate = self.write_gate().await;
         let options = TransactionOptions {
             sqlite_transaction_mode: (self.backend == Backend::Sqlite).then_some(SqliteTransactionMode::Immediate),
             ..Default::default()
         };
-        self.db.begin_with_options(options).await.map_err(db_err("beginning a transaction"))
+        let txn = self.db.begin_with_options(options).await.map_err(db_err("beginning a transaction"))?;
+        Ok((txn, gate))
     }
 
     pub(crate) fn seal(&self, table: &str, row: &str, column: &str, secret: &SecretString) -> Result<String> {

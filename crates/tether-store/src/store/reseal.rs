@@ -78,6 +78,7 @@ impl SeaStore {
                         report.current += 1;
                         continue;
                     };
+                    let _gate = self.write_gate().await;
                     let done = Entity::update_many()
                         .col_expr(column, Expr::value(new))
                         .filter(Column::Id.eq(id.as_str()))
@@ -118,6 +119,7 @@ impl SeaStore {
                     report.current += 1;
                     continue;
                 };
+                let _gate = self.write_gate().await;
                 let done = Entity::update_many()
                     .col_expr(Column::PkceVerifier, Expr::value(new))
                     .filter(Column::Id.eq(id.as_str()))
