@@ -298,6 +298,13 @@ e2e_test!(deliveries_give_up_after_the_last_attempt_and_can_be_sent_again, |db| 
     assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_request")), "{body}");
     let (status, body) = h.api_call(Method::GET, "/v1/webhooks/deliveries/not-a-uuid", None).await;
     assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_request")), "{body}");
+    // A malformed id in a filter is a bad filter (schemathesis found it answering 404).
+    let (status, body) = h.api_call(Method::GET, "/v1/webhooks/deliveries?connection_id=%C3%A5x", None).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_request")), "{body}");
+    // A well-formed id of no connection is an empty list.
+    let unknown = "/v1/webhooks/deliveries?connection_id=0193a8f2-0000-7000-8000-000000000000";
+    let (status, body) = h.api_call(Method::GET, unknown, None).await;
+    assert_eq!((status, body["deliveries"].as_array().map(Vec::len)), (200, Some(0)), "{body}");
     let (status, body) = h.api_call(Method::POST, &format!("/v1/webhooks/deliveries/{id}/retry"), None).await;
     assert_eq!((status, body["error"]["code"].as_str()), (404, Some("not_found")), "{body}");
     h.stop().await;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::bail;
 
-use crate::{cargo, openapi_fuzz};
+use crate::{cargo, openapi_fuzz, provider_table};
 
 const POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 const MYSQL_URL: &str = "mysql://root@127.0.0.1:3306/test";
@@ -25,6 +25,8 @@ pub(crate) fn ci() -> anyhow::Result<()> {
     } else {
         eprintln!("==> cargo-deny is not installed: skipping the deny.toml check (cargo install cargo-deny)");
     }
+    // The provider table in docs/providers/README.md is what the registry says.
+    provider_table::run(&["--check".to_owned()])?;
     // The README's test command.
     cargo(&["test", "--workspace"], &[])?;
     test_databases()?;

@@ -6,6 +6,8 @@
 //! - `test-databases`: only the last step.
 //! - `bench [--quick] [--only reads|replicas|flows|sweep|footprint]`: the benchmarks (release
 //!   build); rewrites docs/benchmarks.md (not with `--only`, which prints one section's rows).
+//! - `provider-table [--check]`: the provider table in docs/providers/README.md, generated from
+//!   the registry (`--check`, part of `ci`, fails when it is out of date).
 //! - `openapi-fuzz`: schemathesis against the live server's `/openapi.json` (part of `ci`).
 //! - `new-provider NAME`: a new provider crate under `crates/providers/NAME` (crate,
 //!   registration, mock-based tests) and its page `docs/providers/NAME.md`; see
@@ -18,8 +20,9 @@ use anyhow::{Context, bail};
 mod ci;
 mod new_provider;
 mod openapi_fuzz;
+mod provider_table;
 
-const USAGE: &str = "usage: cargo xtask <ci | test-databases | openapi-fuzz | bench [--quick] [--only SECTION] [--sweep N] | new-provider NAME>";
+const USAGE: &str = "usage: cargo xtask <ci | test-databases | openapi-fuzz | bench [--quick] [--only SECTION] [--sweep N] | new-provider NAME | provider-table [--check]>";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -30,6 +33,7 @@ fn main() {
         "openapi-fuzz" => openapi_fuzz::run(),
         "bench" => bench(&args[1..]),
         "new-provider" => new_provider::run(&args[1..]),
+        "provider-table" => provider_table::run(&args[1..]),
         _ => {
             eprintln!("{USAGE}");
             std::process::exit(2);

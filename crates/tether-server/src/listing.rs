@@ -22,6 +22,12 @@ pub fn providers_listing(json: bool) -> anyhow::Result<String> {
                 "pkce": s.pkce,
                 "client_auth": s.client_auth,
                 "default_scopes": s.default_scopes,
+                "scope_separator": s.scope_separator,
+                "protocol": s.protocol,
+                "userinfo_url": s.userinfo_url,
+                "revoke_url": s.revoke_url,
+                "api_base_url": s.api_base_url,
+                "requires_client_secret": s.requires_client_secret,
                 "revocation": s.revoke_url.is_some(),
             })
         })

@@ -119,7 +119,10 @@ pub(crate) async fn list_deliveries(
     let present = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
     let filter = DeliveryFilter {
         status: present(&q.status).map(|s| s.parse::<DeliveryStatus>()).transpose()?,
-        connection_id: present(&q.connection_id).map(|s| ConnectionId::parse(&s)).transpose()?,
+        // A malformed id in a filter is a bad request (400), not a missing connection.
+        connection_id: present(&q.connection_id)
+            .map(|s| parse_uuid("connection id", &s).map(ConnectionId::from))
+            .transpose()?,
         event_id: present(&q.event_id).map(|s| parse_uuid("event id", &s)).transpose()?,
         endpoint: present(&q.endpoint),
         limit: q.limit.unwrap_or(100).min(1000),
