@@ -14,6 +14,7 @@ mod github;
 mod lifecycle;
 mod openapi;
 mod providers_facebook;
+mod providers_google;
 mod providers_linkedin;
 mod providers_pinterest;
 mod providers_reddit;

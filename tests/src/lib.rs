@@ -139,6 +139,13 @@ impl Harness {
             // Pinterest cannot revoke user tokens: no revoke_url.
             "pinterest" => Some(("oauth/", "v5/oauth/token", "v5/user_account", None)),
             "facebook" => Some(("dialog/oauth", "oauth/access_token", "me?fields=id,name", Some("me/permissions"))),
+            "google" => Some(("o/oauth2/v2/auth", "token", "v1/userinfo", Some("revoke"))),
+            // Entra ID has no revocation endpoint.
+            "microsoft" => Some(("common/oauth2/v2.0/authorize", "common/oauth2/v2.0/token", "v1.0/me", None)),
+            "dropbox" => {
+                Some(("oauth2/authorize", "oauth2/token", "2/users/get_current_account", Some("2/auth/token/revoke")))
+            }
+            "notion" => Some(("v1/oauth/authorize", "v1/oauth/token", "v1/users/me", Some("v1/oauth/revoke"))),
             _ => None,
         };
         let endpoints = if let Some((authorize, token, userinfo, revoke)) = provider_paths {

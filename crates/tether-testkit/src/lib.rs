@@ -38,6 +38,14 @@
 //! | [`Reddit`](MockFlavor::Reddit) | `/api/v1/authorize`, `POST /api/v1/access_token`, `POST /api/v1/revoke_token`, `GET /api/v1/me` |
 //! | [`Pinterest`](MockFlavor::Pinterest) | `/oauth/`, `POST /v5/oauth/token`, `GET /v5/user_account` |
 //! | [`Facebook`](MockFlavor::Facebook) | `/dialog/oauth`, `GET`/`POST /oauth/access_token` (also `GET /token`), `GET /me?fields=…`, `DELETE /me/permissions` |
+//! | [`Google`](MockFlavor::Google) | `/o/oauth2/v2/auth`, `POST /token`, `GET /v1/userinfo`, `POST /revoke` (no client authentication) |
+//! | [`Discord`](MockFlavor::Discord) | `/oauth2/authorize`, `POST /api/oauth2/token`, `GET /api/v10/users/@me`, `POST /api/oauth2/token/revoke` |
+//! | [`Spotify`](MockFlavor::Spotify) | `/authorize`, `POST /api/token`, `GET /v1/me` |
+//! | [`Twitch`](MockFlavor::Twitch) | `/oauth2/authorize`, `POST /oauth2/token`, `GET /oauth2/validate`, `POST /oauth2/revoke` (`client_id` + `token`), `GET /helix/users` |
+//! | [`Microsoft`](MockFlavor::Microsoft) | `/{tenant}/oauth2/v2.0/authorize`, `POST /{tenant}/oauth2/v2.0/token`, `GET /v1.0/me` |
+//! | [`Dropbox`](MockFlavor::Dropbox) | `/oauth2/authorize`, `POST /oauth2/token`, `POST /2/users/get_current_account`, `POST /2/auth/token/revoke` (Bearer) |
+//! | [`Notion`](MockFlavor::Notion) | `/v1/oauth/authorize`, `POST /v1/oauth/token` (JSON body), `GET /v1/users/me`, `POST /v1/oauth/revoke` (JSON body) |
+//! | [`Zoom`](MockFlavor::Zoom) | `/oauth/authorize`, `POST /oauth/token`, `GET /v2/users/me`, `POST /oauth/revoke` |
 //!
 //! ```no_run
 //! # async fn example() -> std::io::Result<()> {
@@ -136,6 +144,63 @@ pub enum MockFlavor {
     /// `DELETE /me/permissions` revokes the whole authorization; a successful authorization
     /// redirect ends in `#_=_`.
     Facebook,
+    /// Google (and YouTube): RFC 6749 errors, tokens `ya29.…`/`1//…`; a refresh token only
+    /// when the authorization asked for `access_type=offline`, and for a user who already
+    /// consented once only with `prompt=consent` too (as Google does); refresh answers carry no
+    /// refresh token (not rotated); OIDC user info at `/v1/userinfo` (`{"sub": <21 digits>,
+    /// "name","given_name","family_name","email","email_verified","picture"}`); `/revoke` takes
+    /// `token=` without client authentication, ends the whole grant, and answers 400
+    /// `{"error":"invalid_token"}` for a token that does not work.
+    Google,
+    /// Discord: RFC 6749 errors, space-separated scopes, 7-day access tokens, a new refresh
+    /// token on every refresh (the used one dies); `/api/v10/users/@me` (`{"id": <snowflake>,
+    /// "username","global_name",…}`, 401 `{"message":"401: Unauthorized","code":0}`);
+    /// `/api/oauth2/token/revoke` (RFC 7009, client authentication) revokes every token of the
+    /// authorization.
+    Discord,
+    /// Spotify: HTTP Basic only, RFC 6749 errors, tokens `BQ…`/`AQ…`; refresh answers carry no
+    /// refresh token (the old one stays), and refresh tokens expire 6 months after the
+    /// authorization, not extended by refreshing; `/v1/me` (`{"id","display_name","email",…}`,
+    /// 401 `{"error":{"status":401,"message"}}`). No revocation endpoint.
+    Spotify,
+    /// Twitch: client credentials only in the body; errors `{"status": <int>, "message"}`
+    /// ("Invalid refresh token", "Invalid authorization code", "invalid client secret"); the
+    /// token response's `scope` is a JSON **array**; a new refresh token on every refresh;
+    /// `/oauth2/validate` with `Authorization: OAuth <token>` (`{"client_id","login","scopes",
+    /// "user_id","expires_in"}`); Helix `/helix/users` needs a `Client-Id` header matching the
+    /// token's client (`{"data":[{"id","login","display_name",…}]}`); `/oauth2/revoke` takes
+    /// `client_id` and `token` (no secret) and ends the whole authorization (400
+    /// `{"status":400,"message":"Invalid token"}` for a dead token, 404 for an unknown client).
+    Twitch,
+    /// Microsoft Entra ID (v2 endpoints under any `/{tenant}/`): RFC 6749 errors plus
+    /// `error_codes`, `timestamp`, `trace_id`, `correlation_id` and `AADSTS…` descriptions; a
+    /// refresh token only when `offline_access` was requested; a new refresh token on every
+    /// refresh (Entra leaves the old one valid; the mock kills it, which is stricter); Graph
+    /// `/v1.0/me` (`{"id","displayName","userPrincipalName","mail",…}`, 401
+    /// `{"error":{"code":"InvalidAuthenticationToken","message"}}`). No revocation endpoint.
+    Microsoft,
+    /// Dropbox: RFC 6749 errors, tokens `sl.…`; a refresh token only with
+    /// `token_access_type=offline`; token responses carry `account_id` and `uid`; refresh answers
+    /// carry no refresh token (not rotated); `POST /2/users/get_current_account` with no body, or
+    /// `null` as JSON (`{"account_id": "dbid:…","name":{"display_name",…},"email",…}`; any other
+    /// body is a plain-text 400, as at Dropbox); `POST /2/auth/token/revoke` with
+    /// `Authorization: Bearer` and no body ends the access token and its refresh token; API
+    /// errors `{"error_summary","error":{".tag"}}`.
+    Dropbox,
+    /// Notion: HTTP Basic, a **JSON** token request body (`{"grant_type","code","redirect_uri"}`;
+    /// a form body is refused), `owner=user` required on the authorization request, no scopes;
+    /// token responses carry `bot_id`, `workspace_id`, `workspace_name` and `owner.user`; a new
+    /// refresh token on every refresh; errors `{"object":"error","status","code","message"}`
+    /// (`code: "invalid_grant"`); `/v1/users/me` (the bot user, needs a `Notion-Version` header);
+    /// `/v1/oauth/revoke` (Basic, `Notion-Version`, JSON `{"token"}`) ends the authorization and
+    /// answers `{"request_id"}`. Access tokens carry no `expires_in`.
+    Notion,
+    /// Zoom: HTTP Basic, one-hour tokens, a new refresh token on every refresh; errors
+    /// `{"reason","error"}` where a dead refresh token is `{"reason":"Invalid Token!",
+    /// "error":"invalid_request"}` (not `invalid_grant`); `/v2/users/me` (`{"id","first_name",
+    /// "last_name","display_name","email",…}`, 401 `{"code":124,"message"}`); `/oauth/revoke`
+    /// (Basic, `token=`) answers `{"status":"success"}` and ends the authorization.
+    Zoom,
 }
 
 /// A failure to inject into every `/token` request (code exchanges and refreshes alike), see
@@ -152,7 +217,8 @@ pub enum MockFailure {
     /// Sleep this long, then answer normally.
     Hang(Duration),
     /// Answer `invalid_grant` (GitHub: `bad_verification_code` / `bad_refresh_token`;
-    /// Pinterest: code 283; Facebook: code 100 for codes, 190 for token exchanges).
+    /// Pinterest: code 283; Facebook: code 100 for codes, 190 for token exchanges; Twitch:
+    /// `{"status":400,"message":"Invalid refresh token"}`; Zoom: `"Invalid Token!"`).
     InvalidGrant,
 }
 
@@ -213,6 +279,14 @@ impl MockProviderConfig {
     /// | `Reddit` | Basic | unsupported | 1 h | yes (`duration=permanent`), not rotated |
     /// | `Pinterest` | Basic | unsupported | 30 days | rotating (continuous refresh) |
     /// | `Facebook` | body/query | unsupported | long-lived 60 days | none (`fb_exchange_token`) |
+    /// | `Google` | either | optional | 1 h | yes (`access_type=offline`), not rotated |
+    /// | `Discord` | either | unsupported (confidential client) | 7 days | rotating |
+    /// | `Spotify` | Basic | unsupported (confidential client) | 1 h | yes, not rotated, 6-month life |
+    /// | `Twitch` | body | unsupported | ~4 h | rotating |
+    /// | `Microsoft` | either | optional | 1 h | rotating (`offline_access` scope) |
+    /// | `Dropbox` | either | optional | 4 h | yes (`token_access_type=offline`), not rotated |
+    /// | `Notion` | Basic | unsupported | no expiry | rotating |
+    /// | `Zoom` | Basic | optional | 1 h | rotating |
     pub fn for_flavor(flavor: MockFlavor) -> Self {
         const DAY: u64 = 86_400;
         let (client_auth, pkce, ttl, refresh, rotate) = match flavor {
@@ -222,6 +296,14 @@ impl MockProviderConfig {
             MockFlavor::Reddit => (MockClientAuth::Basic, MockPkce::Unsupported, Some(3600), true, false),
             MockFlavor::Pinterest => (MockClientAuth::Basic, MockPkce::Unsupported, Some(30 * DAY), true, true),
             MockFlavor::Facebook => (MockClientAuth::Post, MockPkce::Unsupported, Some(60 * DAY), false, false),
+            MockFlavor::Google => (MockClientAuth::Either, MockPkce::Optional, Some(3600), true, false),
+            MockFlavor::Discord => (MockClientAuth::Either, MockPkce::Unsupported, Some(7 * DAY), true, true),
+            MockFlavor::Spotify => (MockClientAuth::Basic, MockPkce::Unsupported, Some(3600), true, false),
+            MockFlavor::Twitch => (MockClientAuth::Post, MockPkce::Unsupported, Some(14_124), true, true),
+            MockFlavor::Microsoft => (MockClientAuth::Either, MockPkce::Optional, Some(3599), true, true),
+            MockFlavor::Dropbox => (MockClientAuth::Either, MockPkce::Optional, Some(14_400), true, false),
+            MockFlavor::Notion => (MockClientAuth::Basic, MockPkce::Unsupported, None, true, true),
+            MockFlavor::Zoom => (MockClientAuth::Basic, MockPkce::Optional, Some(3599), true, true),
         };
         Self {
             client_auth,
@@ -350,6 +432,11 @@ impl MockProvider {
     /// Whether `token` is a live, unexpired access token.
     pub fn is_access_token_valid(&self, token: &str) -> bool {
         self.with(|s| s.access_valid(token))
+    }
+    /// Refresh tokens that still work (not rotated away, revoked or expired), in no order: a
+    /// test of a rotating provider checks that the one it saw before a refresh is gone.
+    pub fn live_refresh_tokens(&self) -> Vec<String> {
+        self.with(|s| s.refresh.iter().filter(|(_, r)| r.usable()).map(|(t, _)| t.clone()).collect())
     }
     /// Makes every `/token` request fail this way until cleared with `None`.
     /// Refresh attempts are still counted.

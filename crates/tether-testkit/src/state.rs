@@ -35,6 +35,8 @@ pub(crate) struct AccessToken {
     pub(crate) grant: u64,
     /// A Facebook short-lived token (from a code exchange, before `fb_exchange_token`).
     pub(crate) short_lived: bool,
+    /// The scopes granted (Twitch's `/oauth2/validate` lists them).
+    pub(crate) scopes: Vec<String>,
 }
 
 /// An issued refresh token.
@@ -72,6 +74,9 @@ pub(crate) struct MockState {
     pub(crate) revoked: Vec<String>,
     pub(crate) failure: Option<MockFailure>,
     pub(crate) refresh_delay: Duration,
+    /// Logins that consented once (Google issues a refresh token to a returning user only with
+    /// `prompt=consent`).
+    pub(crate) consented: std::collections::HashSet<String>,
 }
 
 impl MockState {
@@ -198,6 +203,14 @@ pub(crate) fn account_member_id(login: &str) -> String {
     URL_SAFE_NO_PAD.encode(&Sha256::digest(login.as_bytes())[16..24]).chars().take(10).collect()
 }
 
+/// A stable UUID-shaped id for a login (Notion users and workspaces, Microsoft object ids);
+/// `salt` tells several ids of one login apart.
+pub(crate) fn account_uuid(login: &str, salt: &str) -> String {
+    let d = Sha256::digest(format!("{salt}:{login}").as_bytes());
+    let h: String = d[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}
+
 /// A stable integer account id (GitHub flavor), 1..=100_000_000.
 pub(crate) fn account_number(login: &str) -> u64 {
     let d = Sha256::digest(login.as_bytes());
@@ -230,6 +243,8 @@ mod tests {
         assert_ne!(account_number("alice"), account_number("bob"));
         assert_eq!(account_digits("alice").len(), 18);
         assert_eq!(account_member_id("alice").len(), 10);
+        assert_eq!(account_uuid("alice", "user").len(), 36);
+        assert_ne!(account_uuid("alice", "user"), account_uuid("alice", "workspace"));
         let b36 = account_base36("alice");
         assert!(!b36.is_empty() && b36.chars().all(|c| c.is_ascii_digit() || c.is_ascii_lowercase()), "{b36}");
         assert_eq!(u64::from_str_radix(&b36, 36).unwrap(), account_number("alice"));

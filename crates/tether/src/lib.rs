@@ -18,6 +18,8 @@ pub use tether_provider_demo as demo;
 pub use tether_provider_facebook as facebook;
 #[cfg(feature = "generic")]
 pub use tether_provider_generic as generic;
+#[cfg(feature = "google")]
+pub use tether_provider_google as google;
 #[cfg(feature = "github")]
 pub use tether_provider_github as github;
 #[cfg(feature = "linkedin")]
@@ -40,6 +42,8 @@ pub fn builtin_provider_ids() -> Vec<&'static str> {
         generic::SPEC.id,
         #[cfg(feature = "github")]
         github::SPEC.id,
+        #[cfg(feature = "google")]
+        google::SPEC.id,
         #[cfg(feature = "linkedin")]
         linkedin::SPEC.id,
         #[cfg(feature = "pinterest")]

@@ -3,9 +3,16 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
 
-use super::token::{OAuthError, TokenProblem, authenticate, error_response, meta_error_body, meta_token_error};
+use actix_web::http::StatusCode;
+
+use super::token::{
+    OAuthError, TokenProblem, authenticate, error_response, meta_error_body, meta_token_error, notion_error_body,
+    notion_user,
+};
 use super::{Params, Reject, basic_credentials, bearer, reddit_requires_user_agent};
-use crate::state::{MockState, account_base36, account_digits, account_hex, account_member_id, account_number};
+use crate::state::{
+    MockState, account_base36, account_digits, account_hex, account_member_id, account_number, account_uuid, random,
+};
 use crate::{MockFlavor, MockProvider};
 
 /// "alice.b" → "Alice.b": a display name derived from the login.
@@ -52,10 +59,27 @@ fn unauthorized(flavor: MockFlavor, problem: TokenProblem) -> HttpResponse {
             HttpResponse::Unauthorized().json(json!({ "code": 2, "message": "Authentication failed." }))
         }
         MockFlavor::Facebook => meta_token_error(problem),
-        MockFlavor::Standard => HttpResponse::Unauthorized()
+        MockFlavor::Discord => HttpResponse::Unauthorized().json(json!({ "message": "401: Unauthorized", "code": 0 })),
+        MockFlavor::Spotify => HttpResponse::Unauthorized()
+            .json(json!({ "error": { "status": 401, "message": "Invalid access token" } })),
+        MockFlavor::Twitch => HttpResponse::Unauthorized()
+            .json(json!({ "error": "Unauthorized", "status": 401, "message": "Invalid OAuth token" })),
+        MockFlavor::Microsoft => HttpResponse::Unauthorized().json(json!({
+            "error": { "code": "InvalidAuthenticationToken", "message": "Access token has expired or is not yet valid." }
+        })),
+        MockFlavor::Dropbox => dropbox_invalid_token(),
+        MockFlavor::Notion => notion_error_body(StatusCode::UNAUTHORIZED, "unauthorized", "API token is invalid."),
+        MockFlavor::Zoom => HttpResponse::Unauthorized().json(json!({ "code": 124, "message": "Invalid access token." })),
+        MockFlavor::Standard | MockFlavor::Google => HttpResponse::Unauthorized()
             .insert_header(("WWW-Authenticate", "Bearer error=\"invalid_token\""))
             .json(json!({ "error": "invalid_token", "error_description": "The access token is invalid or expired" })),
     }
+}
+
+/// Dropbox's answer to a dead access token.
+fn dropbox_invalid_token() -> HttpResponse {
+    HttpResponse::Unauthorized()
+        .json(json!({ "error_summary": "invalid_access_token/..", "error": { ".tag": "invalid_access_token" } }))
 }
 
 /// `GET /userinfo` and `GET /user` (and the flavors' own paths): the account behind a bearer
@@ -71,7 +95,23 @@ pub(crate) async fn userinfo(mock: web::Data<MockProvider>, req: HttpRequest) ->
             "documentation_url": "https://docs.github.com/en/rest/overview/resources-in-the-rest-api#user-agent-required",
         }));
     }
+    if flavor == MockFlavor::Notion && req.headers().get("Notion-Version").is_none() {
+        return notion_error_body(
+            StatusCode::BAD_REQUEST,
+            "missing_version",
+            "Notion-Version header failed validation: Notion-Version header should be defined.",
+        );
+    }
     let token = request_token(&mock, &req).unwrap_or_default();
+    if flavor == MockFlavor::Twitch {
+        // Helix: the Client-Id header must name the client the token was issued to.
+        let client = req.headers().get("Client-Id").and_then(|v| v.to_str().ok());
+        if client != Some(mock.config.client_id.as_str()) {
+            return HttpResponse::Unauthorized().json(json!({
+                "error": "Unauthorized", "status": 401, "message": "Client ID and OAuth token do not match"
+            }));
+        }
+    }
     let login = mock.with(|s| match token_problem(s, &token) {
         None => s.access_login(&token).ok_or(TokenProblem::Unknown),
         Some(problem) => Err(problem),
@@ -131,6 +171,90 @@ pub(crate) async fn userinfo(mock: web::Data<MockProvider>, req: HttpRequest) ->
             "monthly_views": 0,
         })),
         MockFlavor::Facebook => facebook_me(&req, &login),
+        MockFlavor::Google => HttpResponse::Ok().json(json!({
+            // 21 digits, like Google's.
+            "sub": format!("10{}1", account_digits(&login)),
+            "name": format!("{} Example", display_name(&login)),
+            "given_name": display_name(&login),
+            "family_name": "Example",
+            "picture": "https://lh3.googleusercontent.example/a/mock",
+            "email": format!("{login}@example.test"),
+            "email_verified": true,
+        })),
+        MockFlavor::Discord => HttpResponse::Ok().json(json!({
+            "id": account_digits(&login),
+            "username": login,
+            "global_name": display_name(&login),
+            "discriminator": "0",
+            "avatar": null,
+            "mfa_enabled": false,
+            "locale": "en-US",
+        })),
+        MockFlavor::Spotify => HttpResponse::Ok().json(json!({
+            "id": login,
+            "display_name": display_name(&login),
+            "email": format!("{login}@example.test"),
+            "type": "user",
+            "uri": format!("spotify:user:{login}"),
+            "country": "SE",
+            "product": "premium",
+        })),
+        MockFlavor::Twitch => HttpResponse::Ok().json(json!({ "data": [{
+            "id": account_number(&login).to_string(),
+            "login": login.to_ascii_lowercase(),
+            "display_name": display_name(&login),
+            "type": "",
+            "broadcaster_type": "",
+            "description": "",
+            "created_at": "2020-01-01T00:00:00Z",
+        }] })),
+        MockFlavor::Microsoft => HttpResponse::Ok().json(json!({
+            "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#users/$entity",
+            "id": account_uuid(&login, "oid"),
+            "displayName": format!("{} Example", display_name(&login)),
+            "givenName": display_name(&login),
+            "surname": "Example",
+            "userPrincipalName": format!("{login}@contoso.example"),
+            "mail": format!("{login}@contoso.example"),
+        })),
+        MockFlavor::Dropbox => HttpResponse::Ok().json(json!({
+            "account_id": format!("dbid:AA{}", account_member_id(&login)),
+            "name": {
+                "given_name": display_name(&login),
+                "surname": "Example",
+                "familiar_name": display_name(&login),
+                "display_name": format!("{} Example", display_name(&login)),
+                "abbreviated_name": "EX",
+            },
+            "email": format!("{login}@example.test"),
+            "email_verified": true,
+            "disabled": false,
+            "country": "SE",
+            "locale": "en",
+            "account_type": { ".tag": "basic" },
+        })),
+        // The bot user of the installation, with its owner.
+        MockFlavor::Notion => HttpResponse::Ok().json(json!({
+            "object": "user",
+            "id": account_uuid(&login, "bot"),
+            "name": "Mock integration",
+            "avatar_url": null,
+            "type": "bot",
+            "bot": {
+                "owner": { "type": "user", "user": notion_user(&login) },
+                "workspace_name": format!("{login}'s Workspace"),
+            },
+        })),
+        MockFlavor::Zoom => HttpResponse::Ok().json(json!({
+            "id": account_member_id(&login) + "Zm9vYmFyQQ",
+            "first_name": display_name(&login),
+            "last_name": "Example",
+            "display_name": format!("{} Example", display_name(&login)),
+            "email": format!("{login}@example.test"),
+            "type": 1,
+            "status": "active",
+            "account_id": account_member_id(&format!("account:{login}")),
+        })),
     }
 }
 
@@ -168,16 +292,32 @@ pub(crate) async fn revoke(mock: web::Data<MockProvider>, req: HttpRequest, form
         return resp;
     }
     let form = form.into_inner();
-    if let Err(err) = authenticate(&mock, &req, &form) {
+    let flavor = mock.config.flavor;
+    // Google's revocation endpoint takes the token alone.
+    if flavor != MockFlavor::Google
+        && let Err(err) = authenticate(&mock, &req, &form)
+    {
         return error_response(&mock, &req, err);
     }
     let Some(token) = form.get("token").filter(|t| !t.is_empty()) else {
         return error_response(&mock, &req, OAuthError::InvalidRequest("token is required"));
     };
-    if mock.config.flavor == MockFlavor::LinkedIn {
-        mock.with(|s| s.revoke_token_grant(token));
-    } else {
-        mock.with(|s| s.revoke(token));
+    match flavor {
+        MockFlavor::Google => {
+            if !mock.with(|s| s.revoke_token_grant(token)) {
+                return HttpResponse::BadRequest()
+                    .json(json!({ "error": "invalid_token", "error_description": "Token expired or revoked" }));
+            }
+            return HttpResponse::Ok().json(json!({}));
+        }
+        MockFlavor::LinkedIn | MockFlavor::Discord => {
+            mock.with(|s| s.revoke_token_grant(token));
+        }
+        MockFlavor::Zoom => {
+            mock.with(|s| s.revoke_token_grant(token));
+            return HttpResponse::Ok().json(json!({ "status": "success" }));
+        }
+        _ => mock.with(|s| s.revoke(token)),
     }
     HttpResponse::Ok().insert_header(("Cache-Control", "no-store")).finish()
 }
@@ -268,4 +408,108 @@ pub(crate) async fn github_revoke_grant(
         grant.map(|g| s.revoke_grant(g)).is_some()
     });
     if known { HttpResponse::NoContent().finish() } else { github_not_found() }
+}
+
+/// `GET /oauth2/validate` (Twitch): `Authorization: OAuth <token>` gives the token's client,
+/// user, scopes and remaining life; 401 `{"status":401,"message":"invalid access token"}`.
+pub(crate) async fn twitch_validate(mock: web::Data<MockProvider>, req: HttpRequest) -> HttpResponse {
+    let token = req
+        .headers()
+        .get("Authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("oauth"))
+        .map(|(_, t)| t.trim().to_owned())
+        .unwrap_or_default();
+    let found = mock.with(|s| {
+        if !s.access_valid(&token) {
+            return None;
+        }
+        s.access.get(&token).map(|a| {
+            let left = a.expires.map_or(0, |e| e.saturating_duration_since(std::time::Instant::now()).as_secs());
+            (a.login.clone(), a.scopes.clone(), left)
+        })
+    });
+    match found {
+        Some((login, scopes, expires_in)) => HttpResponse::Ok().json(json!({
+            "client_id": mock.config.client_id,
+            "login": login.to_ascii_lowercase(),
+            "scopes": scopes,
+            "user_id": account_number(&login).to_string(),
+            "expires_in": expires_in,
+        })),
+        None => HttpResponse::Unauthorized().json(json!({ "status": 401, "message": "invalid access token" })),
+    }
+}
+
+/// `POST /oauth2/revoke` (Twitch): form `client_id` and `token`, no secret. Ends the whole
+/// authorization; 400 `Invalid token` for a token that does not work, 404 for another client.
+pub(crate) async fn twitch_revoke(mock: web::Data<MockProvider>, form: web::Form<Params>) -> HttpResponse {
+    let form = form.into_inner();
+    if form.get("client_id") != Some(&mock.config.client_id) {
+        return HttpResponse::NotFound().json(json!({ "status": 404, "message": "client does not exist" }));
+    }
+    let token = form.get("token").cloned().unwrap_or_default();
+    if mock.with(|s| s.revoke_token_grant(&token)) {
+        HttpResponse::Ok().finish()
+    } else {
+        HttpResponse::BadRequest().json(json!({ "status": 400, "message": "Invalid token" }))
+    }
+}
+
+/// `POST /2/auth/token/revoke` (Dropbox): `Authorization: Bearer`, no body; ends the access
+/// token and the refresh token it came with. Answers `null`.
+pub(crate) async fn dropbox_revoke(mock: web::Data<MockProvider>, req: HttpRequest) -> HttpResponse {
+    let token = bearer(&req).unwrap_or_default().to_owned();
+    if mock.with(|s| s.revoke_token_grant(&token)) {
+        HttpResponse::Ok().content_type("application/json").body("null")
+    } else {
+        dropbox_invalid_token()
+    }
+}
+
+/// `POST /2/users/get_current_account` (Dropbox): an RPC endpoint without arguments. Like
+/// Dropbox, it takes no body, or the body `null` with `Content-Type: application/json`; an
+/// empty JSON body is a 400 with a plain-text message.
+pub(crate) async fn dropbox_current_account(
+    mock: web::Data<MockProvider>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> HttpResponse {
+    let json = req
+        .headers()
+        .get("Content-Type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let body_ok = if json { body.trim_ascii() == b"null" } else { body.is_empty() };
+    if !body_ok {
+        return HttpResponse::BadRequest().content_type("text/plain; charset=utf-8").body(
+            "Error in call to API function \"users/get_current_account\": request body: could not decode input as JSON",
+        );
+    }
+    userinfo(mock, req).await
+}
+
+/// `POST /v1/oauth/revoke` (Notion): HTTP Basic, `Notion-Version`, JSON `{"token"}`; ends the
+/// authorization.
+pub(crate) async fn notion_revoke(mock: web::Data<MockProvider>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+    if req.headers().get("Notion-Version").is_none() {
+        return notion_error_body(
+            StatusCode::BAD_REQUEST,
+            "missing_version",
+            "Notion-Version header failed validation: Notion-Version header should be defined.",
+        );
+    }
+    if let Err(err) = authenticate(&mock, &req, &Params::new()) {
+        return error_response(&mock, &req, err);
+    }
+    let token = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v.get("token").and_then(|t| t.as_str()).map(str::to_owned))
+        .filter(|t| !t.is_empty());
+    let Some(token) = token else {
+        return notion_error_body(StatusCode::BAD_REQUEST, "validation_error", "body.token should be defined");
+    };
+    mock.with(|s| s.revoke_token_grant(&token));
+    HttpResponse::Ok().json(json!({ "request_id": account_uuid(&random(), "request") }))
 }

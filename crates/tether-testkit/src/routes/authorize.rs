@@ -109,6 +109,21 @@ fn check<'a>(mock: &MockProvider, p: &'a Params) -> Result<AuthRequest<'a>, Reje
             }
         };
     }
+    match cfg.flavor {
+        // Google: a refresh token only for `access_type=offline` (see `issue_code` for `prompt`).
+        MockFlavor::Google => req.offline = p.get("access_type").is_some_and(|v| v == "offline"),
+        // Dropbox: a refresh token only for `token_access_type=offline`.
+        MockFlavor::Dropbox => req.offline = p.get("token_access_type").is_some_and(|v| v == "offline"),
+        // Entra ID: a refresh token only with the `offline_access` scope.
+        MockFlavor::Microsoft => {
+            req.offline = p.get("scope").is_some_and(|s| split_scopes(s).any(|x| x == "offline_access"));
+        }
+        // Notion: public integrations are installed by a user.
+        MockFlavor::Notion if p.get("owner").map(String::as_str) != Some("user") => {
+            return Err(redirect_error(&req, "invalid_request", "owner must be user").into());
+        }
+        _ => {}
+    }
     if cfg.pkce == MockPkce::Unsupported {
         return Ok(req);
     }
@@ -134,6 +149,14 @@ fn check<'a>(mock: &MockProvider, p: &'a Params) -> Result<AuthRequest<'a>, Reje
 /// Issues a single-use code for `login` and redirects back with it.
 fn issue_code(mock: &MockProvider, p: &Params, req: &AuthRequest<'_>, login: &str) -> HttpResponse {
     let code = random();
+    // Google issues a refresh token at the first consent only, unless `prompt=consent` asks
+    // for consent (and a new refresh token) again.
+    let mut offline = req.offline;
+    if mock.config.flavor == MockFlavor::Google {
+        let again = p.get("prompt").is_some_and(|v| v.split(' ').any(|x| x == "consent"));
+        let first = mock.with(|s| s.consented.insert(login.to_owned()));
+        offline = offline && (first || again);
+    }
     let scopes = p.get("scope").map(|s| split_scopes(s).map(str::to_owned).collect()).unwrap_or_default();
     let issued = IssuedCode {
         client_id: mock.config.client_id.clone(),
@@ -144,7 +167,7 @@ fn issue_code(mock: &MockProvider, p: &Params, req: &AuthRequest<'_>, login: &st
         expires: Instant::now() + mock.config.code_ttl,
         used: false,
         grant: None,
-        offline: req.offline,
+        offline,
     };
     mock.with(|s| {
         s.prune();

@@ -33,15 +33,31 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig, mock: MockProvider) {
             }
             MockFlavor::Pinterest => (&["/oauth/"], &["/v5/oauth/token"], &["/v5/user_account"], &[]),
             MockFlavor::Facebook => (&["/dialog/oauth"], &["/oauth/access_token"], &["/me"], &[]),
+            MockFlavor::Google => (&["/o/oauth2/v2/auth"], &[], &["/v1/userinfo"], &[]),
+            MockFlavor::Discord => {
+                (&["/oauth2/authorize"], &["/api/oauth2/token"], &["/api/v10/users/@me"], &["/api/oauth2/token/revoke"])
+            }
+            MockFlavor::Spotify => (&[], &["/api/token"], &["/v1/me"], &[]),
+            MockFlavor::Twitch => (&["/oauth2/authorize"], &["/oauth2/token"], &["/helix/users"], &[]),
+            MockFlavor::Microsoft => {
+                (&["/{tenant}/oauth2/v2.0/authorize"], &["/{tenant}/oauth2/v2.0/token"], &["/v1.0/me"], &[])
+            }
+            MockFlavor::Dropbox => (&["/oauth2/authorize"], &["/oauth2/token"], &[], &[]),
+            MockFlavor::Notion => (&["/v1/oauth/authorize"], &["/v1/oauth/token"], &["/v1/users/me"], &[]),
+            MockFlavor::Zoom => (&["/oauth/authorize"], &["/oauth/token"], &["/v2/users/me"], &["/oauth/revoke"]),
         };
     cfg.app_data(web::Data::new(mock))
         // "" answers the bare mount point (`/demo`) inside a scope; "/" the root or `/demo/`.
         .service(resource(&["", "/"]).route(web::get().to(index)))
         .service(authorize_resource(&[&["/authorize"], authorize_paths].concat()));
-    let mut token = resource(&[&["/token"], token_paths].concat())
-        .app_data(json_form_errors())
-        .app_data(json_query_errors())
-        .route(web::post().to(token::token));
+    let mut token =
+        resource(&[&["/token"], token_paths].concat()).app_data(json_form_errors()).app_data(json_query_errors());
+    token = if flavor == MockFlavor::Notion {
+        // Notion's token endpoint takes a JSON body (and refuses a form).
+        token.route(web::post().to(token::token_json))
+    } else {
+        token.route(web::post().to(token::token))
+    };
     if flavor == MockFlavor::Facebook {
         // The Graph API token endpoint answers GET with query parameters too.
         token = token.route(web::get().to(token::token_get));
@@ -55,8 +71,25 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig, mock: MockProvider) {
         )
         .service(resource(&["/applications/{client_id}/token"]).route(web::delete().to(api::github_revoke_token)))
         .service(resource(&["/applications/{client_id}/grant"]).route(web::delete().to(api::github_revoke_grant)));
-    if flavor == MockFlavor::Facebook {
-        cfg.service(resource(&["/me/permissions"]).route(web::delete().to(api::facebook_revoke)));
+    match flavor {
+        MockFlavor::Facebook => {
+            cfg.service(resource(&["/me/permissions"]).route(web::delete().to(api::facebook_revoke)));
+        }
+        MockFlavor::Twitch => {
+            cfg.service(resource(&["/oauth2/validate"]).route(web::get().to(api::twitch_validate)))
+                .service(resource(&["/oauth2/revoke"]).route(web::post().to(api::twitch_revoke)));
+        }
+        MockFlavor::Dropbox => {
+            // Dropbox's API calls are POSTs with no body.
+            cfg.service(
+                resource(&["/2/users/get_current_account"]).route(web::post().to(api::dropbox_current_account)),
+            )
+            .service(resource(&["/2/auth/token/revoke"]).route(web::post().to(api::dropbox_revoke)));
+        }
+        MockFlavor::Notion => {
+            cfg.service(resource(&["/v1/oauth/revoke"]).route(web::post().to(api::notion_revoke)));
+        }
+        _ => {}
     }
 }
 
@@ -172,6 +205,14 @@ async fn index(mock: web::Data<MockProvider>) -> HttpResponse {
         MockFlavor::Reddit => "Reddit-shaped",
         MockFlavor::Pinterest => "Pinterest-shaped",
         MockFlavor::Facebook => "Facebook-shaped",
+        MockFlavor::Google => "Google-shaped",
+        MockFlavor::Discord => "Discord-shaped",
+        MockFlavor::Spotify => "Spotify-shaped",
+        MockFlavor::Twitch => "Twitch-shaped",
+        MockFlavor::Microsoft => "Microsoft-Entra-shaped",
+        MockFlavor::Dropbox => "Dropbox-shaped",
+        MockFlavor::Notion => "Notion-shaped",
+        MockFlavor::Zoom => "Zoom-shaped",
     };
     page(
         StatusCode::OK,

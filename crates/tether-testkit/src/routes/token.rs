@@ -10,7 +10,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::json;
 
 use super::{Params, basic_credentials, reddit_requires_user_agent, same_secret};
-use crate::state::{AccessToken, MockState, RefreshToken, account_member_id, pkce_shaped, random, s256};
+use crate::state::{
+    AccessToken, MockState, RefreshToken, account_digits, account_member_id, account_uuid, pkce_shaped, random, s256,
+};
 use crate::{MockClientAuth, MockFailure, MockFlavor, MockPkce, MockProvider, MockProviderConfig};
 
 /// GitHub's documentation link in its token errors.
@@ -22,6 +24,8 @@ const GITHUB_REFRESH_TTL_SECS: u64 = 15_897_600;
 const LINKEDIN_REFRESH_TTL_SECS: u64 = 365 * 86_400;
 /// Pinterest's continuous refresh-token lifetime (60 days from each refresh).
 const PINTEREST_REFRESH_TTL_SECS: u64 = 60 * 86_400;
+/// Spotify's refresh-token lifetime (6 months from the authorization, not extended).
+const SPOTIFY_REFRESH_TTL_SECS: u64 = 182 * 86_400;
 /// The longest life of a Facebook short-lived token (from a code exchange).
 const FACEBOOK_SHORT_TTL: Duration = Duration::from_secs(3600);
 
@@ -85,11 +89,20 @@ pub(crate) fn error_response(mock: &MockProvider, req: &HttpRequest, err: OAuthE
         mock.with(|s| s.invalid_grants += 1);
     }
     match mock.config.flavor {
-        MockFlavor::Standard | MockFlavor::LinkedIn => rfc_error(err),
+        MockFlavor::Standard
+        | MockFlavor::LinkedIn
+        | MockFlavor::Google
+        | MockFlavor::Discord
+        | MockFlavor::Spotify
+        | MockFlavor::Dropbox => rfc_error(err),
         MockFlavor::GitHub => github_error(req, err),
         MockFlavor::Reddit => reddit_error(err),
         MockFlavor::Pinterest => pinterest_error(err),
         MockFlavor::Facebook => meta_error(err),
+        MockFlavor::Twitch => twitch_error(err),
+        MockFlavor::Microsoft => microsoft_error(err),
+        MockFlavor::Notion => notion_error(err),
+        MockFlavor::Zoom => zoom_error(err),
     }
 }
 
@@ -118,6 +131,113 @@ fn rfc_error(err: OAuthError) -> HttpResponse {
         resp.insert_header(("WWW-Authenticate", "Basic realm=\"mock-provider\""));
     }
     resp.json(json!({ "error": code, "error_description": description }))
+}
+
+/// Twitch: `{"status": <int>, "message"}`, not RFC 6749.
+fn twitch_error(err: OAuthError) -> HttpResponse {
+    let (status, message) = match err {
+        OAuthError::InvalidClient { description, method: true } => (StatusCode::BAD_REQUEST, description),
+        OAuthError::InvalidClient { method: false, .. } => (StatusCode::FORBIDDEN, "invalid client secret"),
+        OAuthError::BadCode(_) => (StatusCode::BAD_REQUEST, "Invalid authorization code"),
+        OAuthError::BadRefreshToken | OAuthError::BadAccessToken(_) => {
+            (StatusCode::BAD_REQUEST, "Invalid refresh token")
+        }
+        OAuthError::RedirectMismatch => {
+            (StatusCode::BAD_REQUEST, "Parameter redirect_uri does not match registered URI")
+        }
+        OAuthError::InvalidRequest(d) => (StatusCode::BAD_REQUEST, d),
+        OAuthError::UnsupportedGrantType => (StatusCode::BAD_REQUEST, "Invalid grant type"),
+    };
+    HttpResponse::build(status)
+        .insert_header(("Cache-Control", "no-store"))
+        .json(json!({ "status": status.as_u16(), "message": message }))
+}
+
+/// Microsoft Entra ID: RFC 6749 errors with `AADSTS` descriptions and `error_codes`,
+/// `timestamp`, `trace_id`, `correlation_id`, `error_uri`.
+fn microsoft_error(err: OAuthError) -> HttpResponse {
+    let (status, code, aadsts, description) = match err {
+        OAuthError::InvalidRequest(d) => (StatusCode::BAD_REQUEST, "invalid_request", 900_144, d),
+        OAuthError::InvalidClient { description, .. } => {
+            (StatusCode::UNAUTHORIZED, "invalid_client", 7_000_215, description)
+        }
+        OAuthError::BadCode(d) => (StatusCode::BAD_REQUEST, "invalid_grant", 54_005, d),
+        OAuthError::BadRefreshToken | OAuthError::BadAccessToken(_) => (
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            70_008,
+            "The provided authorization code or refresh token has expired due to inactivity or was revoked.",
+        ),
+        OAuthError::RedirectMismatch => (StatusCode::BAD_REQUEST, "invalid_grant", 50_148, MISMATCH),
+        OAuthError::UnsupportedGrantType => {
+            (StatusCode::BAD_REQUEST, "unsupported_grant_type", 70_003, "The app requested an unsupported grant type.")
+        }
+    };
+    let trace = URL_SAFE_NO_PAD.encode(&random().as_bytes()[..12]);
+    HttpResponse::build(status).insert_header(("Cache-Control", "no-store")).json(json!({
+        "error": code,
+        "error_description": format!("AADSTS{aadsts}: {description} Trace ID: {trace}"),
+        "error_codes": [aadsts],
+        "timestamp": "2026-08-01 12:00:00Z",
+        "trace_id": trace,
+        "correlation_id": trace,
+        "error_uri": format!("https://login.microsoftonline.com/error?code={aadsts}"),
+    }))
+}
+
+/// Notion: `{"object":"error","status","code","message"}`.
+fn notion_error(err: OAuthError) -> HttpResponse {
+    let (status, code, message) = match err {
+        OAuthError::InvalidRequest(d) => (StatusCode::BAD_REQUEST, "invalid_request", d),
+        OAuthError::InvalidClient { description, .. } => (StatusCode::UNAUTHORIZED, "unauthorized", description),
+        OAuthError::BadCode(d) => (StatusCode::BAD_REQUEST, "invalid_grant", d),
+        OAuthError::BadRefreshToken | OAuthError::BadAccessToken(_) => {
+            (StatusCode::BAD_REQUEST, "invalid_grant", BAD_REFRESH)
+        }
+        OAuthError::RedirectMismatch => (StatusCode::BAD_REQUEST, "invalid_grant", MISMATCH),
+        OAuthError::UnsupportedGrantType => (
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            "grant_type must be authorization_code or refresh_token",
+        ),
+    };
+    notion_error_body(status, code, message)
+}
+
+/// A Notion error document.
+pub(crate) fn notion_error_body(status: StatusCode, code: &str, message: &str) -> HttpResponse {
+    HttpResponse::build(status).insert_header(("Cache-Control", "no-store")).json(json!({
+        "object": "error",
+        "status": status.as_u16(),
+        "code": code,
+        "message": message,
+        "request_id": account_uuid(&random(), "request"),
+    }))
+}
+
+/// Zoom: `{"reason","error"}`; a dead refresh token or code is `invalid_request`, not
+/// `invalid_grant`.
+fn zoom_error(err: OAuthError) -> HttpResponse {
+    let (status, code, reason) = match err {
+        OAuthError::InvalidRequest(d) => (StatusCode::BAD_REQUEST, "invalid_request", d),
+        OAuthError::InvalidClient { description, method: true } => {
+            (StatusCode::UNAUTHORIZED, "invalid_client", description)
+        }
+        OAuthError::InvalidClient { method: false, .. } => {
+            (StatusCode::UNAUTHORIZED, "invalid_client", "Invalid client_id or client_secret")
+        }
+        OAuthError::BadCode(_) => (StatusCode::BAD_REQUEST, "invalid_request", "Invalid authorization code"),
+        OAuthError::BadRefreshToken | OAuthError::BadAccessToken(_) => {
+            (StatusCode::BAD_REQUEST, "invalid_request", "Invalid Token!")
+        }
+        OAuthError::RedirectMismatch => (StatusCode::BAD_REQUEST, "invalid_request", "Redirect URI mismatch."),
+        OAuthError::UnsupportedGrantType => {
+            (StatusCode::BAD_REQUEST, "unsupported_grant_type", "Unsupported grant type")
+        }
+    };
+    HttpResponse::build(status)
+        .insert_header(("Cache-Control", "no-store"))
+        .json(json!({ "reason": reason, "error": code }))
 }
 
 /// GitHub: HTTP 200 with `{"error","error_description","error_uri"}` (form-encoded unless JSON
@@ -297,6 +417,16 @@ pub(crate) async fn token(mock: web::Data<MockProvider>, req: HttpRequest, form:
     token_request(&mock, &req, params).await
 }
 
+/// `POST /v1/oauth/token` (Notion): the same grants with a JSON body; a form body is refused.
+pub(crate) async fn token_json(mock: web::Data<MockProvider>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+    let doc = serde_json::from_slice::<serde_json::Value>(&body).ok();
+    let Some(obj) = doc.as_ref().and_then(|d| d.as_object()) else {
+        return error_response(&mock, &req, OAuthError::InvalidRequest("the body must be a JSON object"));
+    };
+    let params: Params = obj.iter().filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned()))).collect();
+    token_request(&mock, &req, params).await
+}
+
 /// `GET /token` (Facebook only): the same, with query parameters.
 pub(crate) async fn token_get(
     mock: web::Data<MockProvider>,
@@ -411,6 +541,14 @@ fn prefixes(flavor: MockFlavor) -> (&'static str, &'static str) {
         MockFlavor::Reddit => ("eyJ", "rrt-"),
         MockFlavor::Pinterest => ("pina_", "pinr_"),
         MockFlavor::Facebook => ("EAA", "EAR"),
+        MockFlavor::Google => ("ya29.", "1//0"),
+        MockFlavor::Discord => ("dca_", "dcr_"),
+        MockFlavor::Spotify => ("BQ", "AQ"),
+        MockFlavor::Twitch => ("tca", "tcr"),
+        MockFlavor::Microsoft => ("EwB", "M.C5"),
+        MockFlavor::Dropbox => ("sl.", "drt-"),
+        MockFlavor::Notion => ("ntn_", "nrt_"),
+        MockFlavor::Zoom => ("eyJzv", "eyJzr"),
     }
 }
 
@@ -419,6 +557,7 @@ fn refresh_lifetime(flavor: MockFlavor) -> Option<Duration> {
     match flavor {
         MockFlavor::LinkedIn => Some(Duration::from_secs(LINKEDIN_REFRESH_TTL_SECS)),
         MockFlavor::Pinterest => Some(Duration::from_secs(PINTEREST_REFRESH_TTL_SECS)),
+        MockFlavor::Spotify => Some(Duration::from_secs(SPOTIFY_REFRESH_TTL_SECS)),
         _ => None,
     }
 }
@@ -454,6 +593,7 @@ fn mint(s: &mut MockState, cfg: &MockProviderConfig, m: Mint<'_>) -> Issued {
             live: true,
             grant: m.grant,
             short_lived: m.short_lived,
+            scopes: m.scopes.to_vec(),
         },
     );
     let now = Instant::now();
@@ -650,6 +790,18 @@ fn fake_id_token(cfg: &MockProviderConfig, login: &str) -> String {
     )
 }
 
+/// A Notion person user object.
+pub(crate) fn notion_user(login: &str) -> serde_json::Value {
+    json!({
+        "object": "user",
+        "id": account_uuid(login, "user"),
+        "name": login,
+        "avatar_url": null,
+        "type": "person",
+        "person": { "email": format!("{login}@example.test") },
+    })
+}
+
 /// The 200 answer, shaped for the flavor (GitHub form-encodes it unless JSON was asked for).
 fn success(cfg: &MockProviderConfig, req: &HttpRequest, issued: Issued) -> HttpResponse {
     let github = cfg.flavor == MockFlavor::GitHub;
@@ -679,6 +831,30 @@ fn success(cfg: &MockProviderConfig, req: &HttpRequest, issued: Issued) -> HttpR
             "token_type": "bearer",
             "scope": scope,
             "response_type": issued.grant_type,
+        }),
+        // Twitch: `scope` is a JSON array.
+        MockFlavor::Twitch => json!({ "access_token": issued.access, "token_type": "bearer", "scope": issued.scopes }),
+        MockFlavor::Spotify | MockFlavor::Microsoft => {
+            json!({ "access_token": issued.access, "token_type": "Bearer", "scope": scope })
+        }
+        MockFlavor::Dropbox => json!({
+            "access_token": issued.access,
+            "token_type": "bearer",
+            "scope": scope,
+            "account_id": format!("dbid:AA{}", account_member_id(&issued.login)),
+            "uid": account_digits(&issued.login)[..9].to_owned(),
+        }),
+        // Notion: no scopes; the installation (bot, workspace, owner) instead.
+        MockFlavor::Notion => json!({
+            "access_token": issued.access,
+            "token_type": "bearer",
+            "bot_id": account_uuid(&issued.login, "bot"),
+            "workspace_id": account_uuid(&issued.login, "workspace"),
+            "workspace_name": format!("{}'s Workspace", issued.login),
+            "workspace_icon": null,
+            "owner": { "type": "user", "user": notion_user(&issued.login) },
+            "duplicated_template_id": null,
+            "request_id": account_uuid(&random(), "request"),
         }),
         _ => json!({ "access_token": issued.access, "token_type": "bearer", "scope": scope }),
     };
