@@ -13,6 +13,7 @@ mod generic_keycloak;
 mod github;
 mod lifecycle;
 mod openapi;
+mod providers_discord;
 mod providers_facebook;
 mod providers_google;
 mod providers_linkedin;

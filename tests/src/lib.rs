@@ -139,6 +139,9 @@ impl Harness {
             // Pinterest cannot revoke user tokens: no revoke_url.
             "pinterest" => Some(("oauth/", "v5/oauth/token", "v5/user_account", None)),
             "facebook" => Some(("dialog/oauth", "oauth/access_token", "me?fields=id,name", Some("me/permissions"))),
+            "discord" => {
+                Some(("oauth2/authorize", "api/oauth2/token", "api/v10/users/@me", Some("api/oauth2/token/revoke")))
+            }
             "google" => Some(("o/oauth2/v2/auth", "token", "v1/userinfo", Some("revoke"))),
             // Entra ID has no revocation endpoint.
             "microsoft" => Some(("common/oauth2/v2.0/authorize", "common/oauth2/v2.0/token", "v1.0/me", None)),

@@ -433,6 +433,15 @@ impl MockProvider {
     pub fn is_access_token_valid(&self, token: &str) -> bool {
         self.with(|s| s.access_valid(token))
     }
+    /// Every refresh token issued, oldest first (with rotation, each refresh adds one).
+    pub fn issued_refresh_tokens(&self) -> Vec<String> {
+        self.with(|s| s.issued_refresh.clone())
+    }
+    /// Whether `token` is a refresh token that still works (not used up by rotation, revoked
+    /// or expired).
+    pub fn is_refresh_token_valid(&self, token: &str) -> bool {
+        self.with(|s| s.refresh.get(token).is_some_and(|r| r.usable()))
+    }
     /// Refresh tokens that still work (not rotated away, revoked or expired), in no order: a
     /// test of a rotating provider checks that the one it saw before a refresh is gone.
     pub fn live_refresh_tokens(&self) -> Vec<String> {

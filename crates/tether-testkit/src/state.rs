@@ -72,6 +72,8 @@ pub(crate) struct MockState {
     pub(crate) token_exchanges: usize,
     pub(crate) invalid_grants: usize,
     pub(crate) revoked: Vec<String>,
+    /// Every refresh token issued, oldest first.
+    pub(crate) issued_refresh: Vec<String>,
     pub(crate) failure: Option<MockFailure>,
     pub(crate) refresh_delay: Duration,
     /// Logins that consented once (Google issues a refresh token to a returning user only with

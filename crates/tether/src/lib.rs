@@ -14,6 +14,8 @@ pub use tether_core::*;
 
 #[cfg(feature = "demo")]
 pub use tether_provider_demo as demo;
+#[cfg(feature = "discord")]
+pub use tether_provider_discord as discord;
 #[cfg(feature = "facebook")]
 pub use tether_provider_facebook as facebook;
 #[cfg(feature = "generic")]
@@ -36,6 +38,8 @@ pub fn builtin_provider_ids() -> Vec<&'static str> {
     [
         #[cfg(feature = "demo")]
         demo::SPEC.id,
+        #[cfg(feature = "discord")]
+        discord::SPEC.id,
         #[cfg(feature = "facebook")]
         facebook::SPEC.id,
         #[cfg(feature = "generic")]

@@ -612,6 +612,7 @@ fn mint(s: &mut MockState, cfg: &MockProviderConfig, m: Mint<'_>) -> Issued {
         },
         None if cfg.issue_refresh_tokens && m.offline && cfg.flavor != MockFlavor::Facebook => {
             let r = format!("{rp}{}", random());
+            s.issued_refresh.push(r.clone());
             let lifetime = refresh_lifetime(cfg.flavor);
             s.refresh.insert(
                 r.clone(),
@@ -834,7 +835,7 @@ fn success(cfg: &MockProviderConfig, req: &HttpRequest, issued: Issued) -> HttpR
         }),
         // Twitch: `scope` is a JSON array.
         MockFlavor::Twitch => json!({ "access_token": issued.access, "token_type": "bearer", "scope": issued.scopes }),
-        MockFlavor::Spotify | MockFlavor::Microsoft => {
+        MockFlavor::Spotify | MockFlavor::Microsoft | MockFlavor::Discord => {
             json!({ "access_token": issued.access, "token_type": "Bearer", "scope": scope })
         }
         MockFlavor::Dropbox => json!({
