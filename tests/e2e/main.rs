@@ -19,6 +19,7 @@ mod providers_google;
 mod providers_linkedin;
 mod providers_pinterest;
 mod providers_reddit;
+mod providers_spotify;
 mod proxy;
 mod replicas;
 mod security;

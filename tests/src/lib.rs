@@ -139,6 +139,8 @@ impl Harness {
             // Pinterest cannot revoke user tokens: no revoke_url.
             "pinterest" => Some(("oauth/", "v5/oauth/token", "v5/user_account", None)),
             "facebook" => Some(("dialog/oauth", "oauth/access_token", "me?fields=id,name", Some("me/permissions"))),
+            // Spotify has no revocation endpoint.
+            "spotify" => Some(("authorize", "api/token", "v1/me", None)),
             "discord" => {
                 Some(("oauth2/authorize", "api/oauth2/token", "api/v10/users/@me", Some("api/oauth2/token/revoke")))
             }

@@ -159,9 +159,11 @@ pub enum MockFlavor {
     /// authorization.
     Discord,
     /// Spotify: HTTP Basic only, RFC 6749 errors, tokens `BQ…`/`AQ…`; refresh answers carry no
-    /// refresh token (the old one stays), and refresh tokens expire 6 months after the
-    /// authorization, not extended by refreshing; `/v1/me` (`{"id","display_name","email",…}`,
-    /// 401 `{"error":{"status":401,"message"}}`). No revocation endpoint.
+    /// refresh token (the old one stays), or, with `rotate_refresh_tokens`, a new one that
+    /// replaces the used one (Spotify "may" send one; PKCE refresh tokens are single use);
+    /// refresh tokens expire 6 months after the authorization, not extended by refreshing or
+    /// rotation, and no response tells their expiry; `/v1/me` (`{"id","display_name","email",
+    /// …}`, 401 `{"error":{"status":401,"message"}}`). No revocation endpoint.
     Spotify,
     /// Twitch: client credentials only in the body; errors `{"status": <int>, "message"}`
     /// ("Invalid refresh token", "Invalid authorization code", "invalid client secret"); the
@@ -281,7 +283,7 @@ impl MockProviderConfig {
     /// | `Facebook` | body/query | unsupported | long-lived 60 days | none (`fb_exchange_token`) |
     /// | `Google` | either | optional | 1 h | yes (`access_type=offline`), not rotated |
     /// | `Discord` | either | unsupported (confidential client) | 7 days | rotating |
-    /// | `Spotify` | Basic | unsupported (confidential client) | 1 h | yes, not rotated, 6-month life |
+    /// | `Spotify` | Basic | unsupported (confidential client) | 1 h | yes, not rotated (optionally rotated), 6-month life |
     /// | `Twitch` | body | unsupported | ~4 h | rotating |
     /// | `Microsoft` | either | optional | 1 h | rotating (`offline_access` scope) |
     /// | `Dropbox` | either | optional | 4 h | yes (`token_access_type=offline`), not rotated |

@@ -30,6 +30,8 @@ pub use tether_provider_linkedin as linkedin;
 pub use tether_provider_pinterest as pinterest;
 #[cfg(feature = "reddit")]
 pub use tether_provider_reddit as reddit;
+#[cfg(feature = "spotify")]
+pub use tether_provider_spotify as spotify;
 #[cfg(feature = "twitter")]
 pub use tether_provider_twitter as twitter;
 
@@ -54,6 +56,8 @@ pub fn builtin_provider_ids() -> Vec<&'static str> {
         pinterest::SPEC.id,
         #[cfg(feature = "reddit")]
         reddit::SPEC.id,
+        #[cfg(feature = "spotify")]
+        spotify::SPEC.id,
         #[cfg(feature = "twitter")]
         twitter::SPEC.id,
         #[cfg(feature = "twitter")]

@@ -725,6 +725,7 @@ fn refresh_grant(mock: &MockProvider, form: &Params) -> Result<Issued, OAuthErro
             r.live = false;
         }
         let (old_access, login, scopes, grant) = (r.access.clone(), r.login.clone(), r.scopes.clone(), r.grant);
+        let old_expiry = r.expires;
         // The new access token replaces the old one (as GitHub and X do).
         if let Some(a) = s.access.get_mut(&old_access) {
             a.live = false;
@@ -741,7 +742,15 @@ fn refresh_grant(mock: &MockProvider, form: &Params) -> Result<Issued, OAuthErro
             access_ttl: cfg.access_token_ttl,
             short_lived: false,
         };
-        Ok(mint(s, cfg, m))
+        let mut issued = mint(s, cfg, m);
+        // Spotify: a rotated refresh token keeps the original authorization's six months.
+        if cfg.flavor == MockFlavor::Spotify
+            && let Some(new) = issued.refresh.as_deref().and_then(|r| s.refresh.get_mut(r))
+        {
+            new.expires = old_expiry;
+            issued.refresh_ttl = old_expiry.map(|e| e.saturating_duration_since(Instant::now()));
+        }
+        Ok(issued)
     })
 }
 
@@ -866,7 +875,8 @@ fn success(cfg: &MockProviderConfig, req: &HttpRequest, issued: Issued) -> HttpR
         body["refresh_token"] = json!(r);
         if github {
             body["refresh_token_expires_in"] = json!(GITHUB_REFRESH_TTL_SECS);
-        } else if let Some(ttl) = issued.refresh_ttl {
+        } else if let Some(ttl) = issued.refresh_ttl.filter(|_| cfg.flavor != MockFlavor::Spotify) {
+            // Spotify does not tell the refresh token's expiry.
             body["refresh_token_expires_in"] = json!(ttl.as_secs());
             if cfg.flavor == MockFlavor::Pinterest {
                 let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
