@@ -115,6 +115,7 @@ pub async fn seed(
                         owner: OwnerId::parse(&format!("owner-{i}"))?,
                         provider: ProviderId::parse("mock")?,
                         account: AccountIdentity { id: format!("acct-{i}"), name: None },
+                        instance: None,
                         tokens,
                         scopes: vec!["read".into()],
                     })

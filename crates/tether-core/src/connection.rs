@@ -76,6 +76,8 @@ pub struct Connection {
     pub provider: ProviderId,
     /// The provider account.
     pub account: AccountIdentity,
+    /// The server of a per-instance provider (`https://mastodon.social`); `null` otherwise.
+    pub instance: Option<String>,
     /// Granted scopes.
     pub scopes: Vec<String>,
     /// Status.
@@ -103,6 +105,8 @@ pub struct NewConnection {
     pub provider: ProviderId,
     /// The account the callback proved.
     pub account: AccountIdentity,
+    /// The server of a per-instance provider (its origin), `None` otherwise.
+    pub instance: Option<String>,
     /// The tokens (sealed by the store before they are written).
     pub tokens: TokenSet,
     /// Granted scopes (from the token response or, failing that, the request).

@@ -23,6 +23,9 @@ pub enum Error {
     /// The request is malformed.
     #[error("{0}")]
     InvalidInput(String),
+    /// The server (instance) named for a per-instance provider is malformed or not allowed.
+    #[error("{0}")]
+    InvalidInstance(String),
     /// A thing with this id does not exist.
     #[error("{what} `{id}` not found")]
     NotFound {
@@ -74,6 +77,7 @@ impl Error {
             Error::ProviderNotConfigured(_) => "provider_not_configured",
             Error::Config(_) => "configuration_error",
             Error::InvalidInput(_) => "invalid_request",
+            Error::InvalidInstance(_) => "invalid_instance",
             Error::NotFound { .. } => "not_found",
             Error::Flow(e) => e.code(),
             Error::Provider { kind, .. } => match kind {

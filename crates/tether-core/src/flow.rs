@@ -20,6 +20,8 @@ pub struct NewConnectSession {
     pub owner: OwnerId,
     /// Scopes to request.
     pub scopes: Vec<String>,
+    /// The server of a per-instance provider, when the application named it (its origin).
+    pub instance: Option<String>,
     /// Where to send the browser afterwards.
     pub return_to: Option<Url>,
     /// When the link stops working.
@@ -35,6 +37,9 @@ pub struct FlowStart {
     pub state_hash: String,
     /// The PKCE verifier (sealed by the store).
     pub pkce_verifier: Option<SecretString>,
+    /// The server the flow runs on (per-instance providers; the session's own, or the one the
+    /// user chose on the connect page). Replaces the session's when set.
+    pub instance: Option<String>,
     /// SHA-256 of the browser-binding cookie value.
     pub browser_binding_hash: String,
     /// The public URL the flow started under; the redirect URI is `{this}/callback/{provider}`.
@@ -54,6 +59,8 @@ pub struct AuthFlow {
     pub owner: OwnerId,
     /// Requested scopes.
     pub scopes: Vec<String>,
+    /// The server of a per-instance provider (its origin).
+    pub instance: Option<String>,
     /// Where to send the browser afterwards.
     pub return_to: Option<Url>,
     /// PKCE verifier, opened.
@@ -64,4 +71,15 @@ pub struct AuthFlow {
     pub redirect_uri: Option<Url>,
     /// When the flow (or link) expires.
     pub expires_at: DateTime<Utc>,
+}
+
+/// A connect session whose link was not used yet, as the connect page sees it.
+#[derive(Debug, Clone)]
+pub struct PendingConnectSession {
+    /// Provider to connect.
+    pub provider: ProviderId,
+    /// Scopes the flow will request.
+    pub scopes: Vec<String>,
+    /// The server of a per-instance provider, when the application named it.
+    pub instance: Option<String>,
 }

@@ -6,8 +6,10 @@
 //! - [`Tether`] is the engine: connect sessions, the authorization-code flow with PKCE,
 //!   and fresh access tokens.
 //! - [`KeyRing`] seals every secret with authenticated encryption before it is stored.
-//! - The store traits ([`ConnectionStore`], [`FlowStore`], [`EventStore`]) are
-//!   implemented by `tether-store`.
+//! - The store traits ([`ConnectionStore`], [`FlowStore`], [`EventStore`],
+//!   [`WebhookStore`], [`ClientRegistrationStore`]) are implemented by `tether-store`.
+//! - Per-instance providers (Mastodon: one provider, many servers) are described in
+//!   [`InstanceMode`]; the user's server is an [`InstanceOrigin`].
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 mod connection;
@@ -16,6 +18,7 @@ mod error;
 mod event;
 mod flow;
 mod ids;
+mod instance;
 pub mod oauth1;
 pub mod oauth2_http;
 mod provider;
@@ -27,15 +30,18 @@ pub mod webhook;
 
 pub use connection::{AccountIdentity, Connection, ConnectionFilter, ConnectionStatus, NewConnection};
 pub use engine::{
-    AuthorizationRedirect, CallbackParams, CompletedFlow, ConnectSessionRequest, CreatedConnectSession,
+    AuthorizationRedirect, CallbackParams, CompletedFlow, ConnectSessionRequest, ConnectStep, CreatedConnectSession,
     DisconnectOutcome, DispatchReport, EngineSettings, FreshToken, RefresherSettings, Tether,
 };
 pub use error::{Error, FlowError, ProviderErrorKind, Result};
 pub use event::{Event, EventKind, NewEvent};
-pub use flow::{AuthFlow, FlowStart, NewConnectSession};
+pub use flow::{AuthFlow, FlowStart, NewConnectSession, PendingConnectSession};
 pub use ids::{ConnectionId, OwnerId, ProviderId};
+pub use instance::{
+    ClientRegistration, ClientRegistrationStore, INSTANCE_MAX, InstanceOrigin, InstancePolicy, RegisteredClient,
+};
 pub use provider::{
-    AuthorizationRequest, ClientAuth, ConfiguredProvider, PkceMode, Protocol, Provider, ProviderConfig,
+    AuthorizationRequest, ClientAuth, ConfiguredProvider, InstanceMode, PkceMode, Protocol, Provider, ProviderConfig,
     ProviderContext, ProviderRegistration, ProviderRegistry, ProviderSettings, ProviderSpec, RevokeOutcome, get_json,
     parse_account,
 };

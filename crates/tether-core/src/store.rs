@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 
 use crate::{
     AuthFlow, Connection, ConnectionFilter, ConnectionId, ConnectionStatus, Event, FlowStart, NewConnectSession,
-    NewConnection, NewEvent, ProviderId, Result, TokenSet,
+    NewConnection, NewEvent, PendingConnectSession, Result, TokenSet,
 };
 
 /// The tokens of a connection with the row version they were read at.
@@ -109,10 +109,14 @@ pub trait ConnectionStore: Send + Sync {
 pub trait FlowStore: Send + Sync {
     /// Stores a new connect session.
     async fn create_connect_session(&self, session: &NewConnectSession) -> Result<()>;
-    /// The provider of the unexpired, unstarted connect session with this link-token hash,
-    /// without consuming it (the flow differs per protocol). Fails like
-    /// [`start_flow`](Self::start_flow).
-    async fn connect_session_provider(&self, link_token_hash: &str, now: DateTime<Utc>) -> Result<ProviderId> {
+    /// The unexpired, unstarted connect session with this link-token hash, without consuming
+    /// it (the flow differs per protocol, and a per-instance provider may first ask the user
+    /// for their server). Fails like [`start_flow`](Self::start_flow).
+    async fn unstarted_connect_session(
+        &self,
+        link_token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<PendingConnectSession> {
         let _ = (link_token_hash, now);
         Err(crate::Error::Store("this store cannot look up connect sessions".into()))
     }
@@ -136,6 +140,9 @@ pub trait EventStore: Send + Sync {
 }
 
 /// Everything the engine needs from persistence.
-pub trait Store: ConnectionStore + FlowStore + EventStore + crate::WebhookStore {}
+pub trait Store:
+    ConnectionStore + FlowStore + EventStore + crate::WebhookStore + crate::ClientRegistrationStore
+{
+}
 
-impl<T: ConnectionStore + FlowStore + EventStore + crate::WebhookStore> Store for T {}
+impl<T: ConnectionStore + FlowStore + EventStore + crate::WebhookStore + crate::ClientRegistrationStore> Store for T {}

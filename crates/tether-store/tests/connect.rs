@@ -18,6 +18,7 @@ fn new_connection(owner: &str, account: &str) -> NewConnection {
         owner: OwnerId::parse(owner).unwrap(),
         provider: ProviderId::parse("github").unwrap(),
         account: AccountIdentity { id: account.to_owned(), name: None },
+        instance: None,
         tokens: TokenSet::bearer(format!("at-{owner}-{account}")),
         scopes: vec![],
     }
@@ -171,7 +172,11 @@ async fn pending_migrations_then_concurrent_migrations_on_fresh_databases() {
         let store = SeaStore::connect(db.url(), keys.clone()).await.unwrap();
         assert_eq!(
             store.pending_migrations().await.unwrap(),
-            vec!["m20261122_000001_create_tables".to_string(), "m20261123_000001_webhook_deliveries".to_string()],
+            vec![
+                "m20261122_000001_create_tables".to_string(),
+                "m20261123_000001_webhook_deliveries".to_string(),
+                "m20261127_000001_client_registrations".to_string(),
+            ],
             "{}",
             db.backend()
         );

@@ -13,10 +13,12 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use tether_core::{
-    AccountIdentity, ConnectionFilter, ConnectionId, ConnectionStatus, ConnectionStore, EncryptionKey, Error,
-    EventKind, EventStore, ExposeSecret, FlowError, FlowStart, FlowStore, KeyRing, LeaseOutcome, NewConnectSession,
-    NewConnection, NewEvent, OwnerId, ProviderId, SecretString, TokenSet, Url,
+    AccountIdentity, ClientRegistration, ClientRegistrationStore, ConnectionFilter, ConnectionId, ConnectionStatus,
+    ConnectionStore, EncryptionKey, Error, EventKind, EventStore, ExposeSecret, FlowError, FlowStart, FlowStore,
+    KeyRing, LeaseOutcome, NewConnectSession, NewConnection, NewEvent, OwnerId, ProviderId, SecretString, TokenSet,
+    Url,
 };
+use tether_core::{InstanceOrigin, RegisteredClient};
 use tether_store::SeaStore;
 use tether_store::sea_orm::ConnectionTrait;
 use tether_store::sea_orm::sea_query::{Alias, Asterisk, Expr, ExprTrait, Func, Query};
@@ -148,6 +150,7 @@ fn new_connection(owner: &str, provider: &str, account: &str, tokens: TokenSet) 
         owner: OwnerId::parse(owner).unwrap(),
         provider: ProviderId::parse(provider).unwrap(),
         account: AccountIdentity { id: account.to_owned(), name: Some(format!("name of {account}")) },
+        instance: None,
         tokens,
         scopes: vec!["read".into()],
     }
@@ -206,6 +209,7 @@ fn session(link_hash: &str, expires_at: DateTime<Utc>) -> NewConnectSession {
         provider: ProviderId::parse("github").unwrap(),
         owner: OwnerId::parse("owner-1").unwrap(),
         scopes: vec!["repo".into(), "user".into()],
+        instance: None,
         return_to: Some(Url::parse("https://app.example/done?x=1").unwrap()),
         expires_at,
         created_at: now(),
@@ -216,6 +220,7 @@ fn flow_start(state_hash: &str, verifier: &str, expires_at: DateTime<Utc>) -> Fl
     FlowStart {
         state_hash: state_hash.to_owned(),
         pkce_verifier: Some(secret(verifier)),
+        instance: None,
         browser_binding_hash: hash(&format!("binding-of-{state_hash}")),
         redirect_uri: Url::parse("https://tether.example/").unwrap(),
         expires_at,
@@ -929,12 +934,13 @@ async fn reseal_moves_every_secret_to_the_primary_key(store: SeaStore) {
         .start_flow(&hash("link"), flow_start(&hash("state"), "verifier", t0 + Duration::minutes(10)), t0)
         .await
         .unwrap();
+    let reg = before.insert_client_registration(&registration("mastodon.social", "cid", "cs-1")).await.unwrap();
     // Written after the rotation started: already under the new key.
     let fresh = connect(&during, "carol", "3", None).await;
 
     assert!(matches!(after.tokens(c.id).await, Err(Error::Seal(_))));
     let report = during.reseal_secrets().await.unwrap();
-    assert_eq!(report.resealed, 4, "{report:?}");
+    assert_eq!(report.resealed, 5, "{report:?}");
     assert_eq!(report.current, 2, "{report:?}");
     assert_eq!(report.skipped, 0, "{report:?}");
     for column in ["access_token", "refresh_token", "token_secret"] {
@@ -950,6 +956,10 @@ async fn reseal_moves_every_secret_to_the_primary_key(store: SeaStore) {
     assert_eq!(access_token(&after, fresh).await, "at-carol-3");
     let flow = after.consume_flow(&hash("state"), t0).await.unwrap();
     assert_eq!(flow.pkce_verifier.unwrap().expose_secret(), "verifier");
+    let stored = raw(&store, "client_registrations", "client_secret", &reg.id.to_string()).await.unwrap();
+    assert!(stored.starts_with(&format!("v1.{new_id}.")), "client_secret");
+    let reg = after.client_registration(&reg.provider, &reg.instance, &reg.redirect_uri).await.unwrap().unwrap();
+    assert_eq!(reg.client.client_secret.unwrap().expose_secret(), "cs-1");
     assert_eq!(during.reseal_secrets().await.unwrap().resealed, 0);
 
     // A value no configured key opens stops the rotation with a clear error.
@@ -1106,4 +1116,113 @@ async fn expired_webhook_claims_can_be_taken_over(store: SeaStore) {
     let outcome = DeliveryOutcome::Delivered { status_code: 200 };
     assert!(!store.finish_webhook_delivery(first[0].delivery.id, "crashed", after, outcome.clone()).await.unwrap());
     assert!(store.finish_webhook_delivery(first[0].delivery.id, "other", after, outcome).await.unwrap());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Client registrations of per-instance providers
+// ---------------------------------------------------------------------------------------------
+
+store_tests!(
+    client_registrations_round_trip_with_a_sealed_secret,
+    client_registrations_are_keyed_by_provider_instance_and_redirect_uri,
+    concurrent_first_registrations_on_one_instance_store_one,
+    connections_and_flows_keep_their_instance,
+);
+
+fn registration(instance: &str, client_id: &str, client_secret: &str) -> ClientRegistration {
+    ClientRegistration {
+        id: Uuid::now_v7(),
+        provider: ProviderId::parse("mastodon").unwrap(),
+        instance: InstanceOrigin::parse(instance, true).unwrap(),
+        redirect_uri: Url::parse("https://tether.example/callback/mastodon").unwrap(),
+        scopes: vec!["read".into(), "write:statuses".into()],
+        client: RegisteredClient { client_id: client_id.to_owned(), client_secret: Some(secret(client_secret)) },
+        created_at: now(),
+    }
+}
+
+async fn client_registrations_round_trip_with_a_sealed_secret(store: SeaStore) {
+    let r = registration("mastodon.social", "client-id-1", "client-secret-1");
+    assert!(store.client_registration(&r.provider, &r.instance, &r.redirect_uri).await.unwrap().is_none());
+    let stored = store.insert_client_registration(&r).await.unwrap();
+    assert_eq!(stored.id, r.id);
+    let read = store.client_registration(&r.provider, &r.instance, &r.redirect_uri).await.unwrap().unwrap();
+    assert_eq!((read.id, read.instance.as_str(), read.scopes.clone()), (r.id, "https://mastodon.social", r.scopes));
+    assert_eq!(read.redirect_uri, r.redirect_uri);
+    assert_eq!(read.created_at, r.created_at);
+    assert_eq!(read.client.client_id, "client-id-1");
+    assert!(!format!("{read:?}").contains("client-secret-1"));
+    assert_eq!(read.client.client_secret.unwrap().expose_secret(), "client-secret-1");
+    // At rest the secret is sealed, and sealed to its row.
+    let raw_secret = raw(&store, "client_registrations", "client_secret", &r.id.to_string()).await.unwrap();
+    assert!(raw_secret.starts_with("v1.") && !raw_secret.contains("client-secret-1"), "{raw_secret}");
+    let other = store.insert_client_registration(&registration("other.example", "id-2", "s-2")).await.unwrap();
+    raw_set(&store, "client_registrations", "client_secret", &other.id.to_string(), Some(raw_secret)).await;
+    let moved = store.client_registration(&other.provider, &other.instance, &other.redirect_uri).await;
+    assert!(matches!(moved, Err(Error::Seal(_))), "{moved:?}");
+}
+
+async fn client_registrations_are_keyed_by_provider_instance_and_redirect_uri(store: SeaStore) {
+    let first = store.insert_client_registration(&registration("mastodon.social", "a", "sa")).await.unwrap();
+    let mut other_uri = registration("mastodon.social", "b", "sb");
+    other_uri.redirect_uri = Url::parse("https://new.example/callback/mastodon").unwrap();
+    let mut other_provider = registration("mastodon.social", "c", "sc");
+    other_provider.provider = ProviderId::parse("mastodon_staging").unwrap();
+    let other_instance = registration("http://127.0.0.1:4000", "d", "sd");
+    for r in [&other_uri, &other_provider, &other_instance] {
+        assert_eq!(store.insert_client_registration(r).await.unwrap().id, r.id, "{r:?}");
+    }
+    // The same key again: the first one stays and is returned.
+    let again = store.insert_client_registration(&registration("mastodon.social", "e", "se")).await.unwrap();
+    assert_eq!(again.id, first.id);
+    assert_eq!(again.client.client_id, "a");
+    assert_eq!(raw_count(&store, "client_registrations").await, 4);
+}
+
+async fn concurrent_first_registrations_on_one_instance_store_one(store: SeaStore) {
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let r = registration("fresh.example", &format!("client-{i}"), &format!("secret-{i}"));
+            store.insert_client_registration(&r).await.unwrap()
+        }));
+    }
+    let mut winners = Vec::new();
+    for t in tasks {
+        let r = t.await.unwrap();
+        winners.push((r.id, r.client.client_id.clone(), r.client.client_secret.unwrap().expose_secret().to_owned()));
+    }
+    winners.dedup();
+    assert_eq!(winners.len(), 1, "every caller gets the one stored registration: {winners:?}");
+    assert_eq!(raw_count(&store, "client_registrations").await, 1);
+}
+
+async fn connections_and_flows_keep_their_instance(store: SeaStore) {
+    let mut new = new_connection("alice", "mastodon", "42@mastodon.social", tokens("at", None, None));
+    new.instance = Some("https://mastodon.social".into());
+    let (c, _) = store.upsert_connection(new).await.unwrap();
+    assert_eq!(c.instance.as_deref(), Some("https://mastodon.social"));
+    let other =
+        store.upsert_connection(new_connection("alice", "github", "7", tokens("at", None, None))).await.unwrap().0;
+    assert_eq!(other.instance, None);
+
+    let t0 = now();
+    // Named by the application when the session was created.
+    let mut s = session(&hash("link-a"), t0 + Duration::minutes(10));
+    s.instance = Some("https://a.example".into());
+    store.create_connect_session(&s).await.unwrap();
+    let pending = store.unstarted_connect_session(&hash("link-a"), t0).await.unwrap();
+    assert_eq!(pending.instance.as_deref(), Some("https://a.example"));
+    assert_eq!(pending.scopes, vec!["repo".to_owned(), "user".to_owned()]);
+    store.start_flow(&hash("link-a"), flow_start(&hash("state-a"), "v", t0 + Duration::minutes(10)), t0).await.unwrap();
+    assert_eq!(store.consume_flow(&hash("state-a"), t0).await.unwrap().instance.as_deref(), Some("https://a.example"));
+    // Chosen by the user on the connect page.
+    store.create_connect_session(&session(&hash("link-b"), t0 + Duration::minutes(10))).await.unwrap();
+    assert_eq!(store.unstarted_connect_session(&hash("link-b"), t0).await.unwrap().instance, None);
+    let mut start = flow_start(&hash("state-b"), "v", t0 + Duration::minutes(10));
+    start.instance = Some("https://b.example".into());
+    let flow = store.start_flow(&hash("link-b"), start, t0).await.unwrap();
+    assert_eq!(flow.instance.as_deref(), Some("https://b.example"));
+    assert_eq!(store.consume_flow(&hash("state-b"), t0).await.unwrap().instance.as_deref(), Some("https://b.example"));
 }

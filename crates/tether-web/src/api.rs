@@ -128,6 +128,13 @@ struct ConnectSessionBody {
     return_to: Option<String>,
     /// Scopes to request instead of the configured ones.
     scopes: Option<Vec<String>>,
+    /// Per-instance providers (Mastodon): the user's server, a host name with an optional
+    /// port (`mastodon.social`) or an https origin (`https://mastodon.social`); no path. When
+    /// absent, the connect link asks the user for it. Refused (`invalid_instance`) for other
+    /// providers, for malformed or non-https values and for servers the configuration does
+    /// not allow.
+    #[schema(example = "mastodon.social")]
+    instance: Option<String>,
 }
 
 /// A created connect session.
@@ -146,7 +153,7 @@ struct ConnectSessionCreated {
     request_body = ConnectSessionBody,
     responses(
         (status = 201, description = "Created", body = ConnectSessionCreated),
-        (status = 400, description = "Invalid request, unknown or unconfigured provider", body = ErrorBody),
+        (status = 400, description = "Invalid request, unknown or unconfigured provider, invalid or refused instance", body = ErrorBody),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
     )
 )]
@@ -164,6 +171,7 @@ async fn create_connect_session(
             provider: body.provider,
             return_to: body.return_to,
             scopes: body.scopes,
+            instance: body.instance,
         })
         .await?;
     Ok(ok_json(

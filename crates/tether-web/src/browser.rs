@@ -5,9 +5,9 @@ use actix_web::cookie::{Cookie, SameSite, time};
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
-use tether_core::{CallbackParams, ConnectSessionRequest, ExposeSecret};
+use tether_core::{AuthorizationRedirect, CallbackParams, ConnectSessionRequest, ConnectStep, ExposeSecret};
 
-use crate::pages::{IndexPage, MessagePage, html};
+use crate::pages::{IndexPage, InstancePage, MessagePage, html};
 use crate::{PageError, WebState, middleware};
 
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
@@ -17,6 +17,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
             .route("/", web::get().to(index))
             .route("/try", web::post().to(try_demo))
             .route("/connect/{token}", web::get().to(connect))
+            .route("/connect/{token}", web::post().to(connect_with_instance))
             .route("/callback/{provider}", web::get().to(callback))
             .default_service(web::to(crate::error::not_found)),
     );
@@ -44,6 +45,7 @@ async fn try_demo(state: web::Data<WebState>, form: web::Form<TryForm>) -> Resul
             provider: "demo".into(),
             return_to: None,
             scopes: None,
+            instance: None,
         })
         .await?;
     Ok(HttpResponse::SeeOther().insert_header((header::LOCATION, created.connect_url.as_str())).finish())
@@ -54,17 +56,63 @@ fn secure_cookies(state: &WebState) -> bool {
 }
 
 /// The single-use connect link: binds the flow to this browser and redirects to the provider.
+/// A per-instance provider whose session names no server first gets a page asking for it
+/// (the link is not used up until a server is accepted).
 async fn connect(state: web::Data<WebState>, token: web::Path<String>) -> Result<HttpResponse, PageError> {
-    let redirect = state.engine.begin_authorization(&token).await?;
+    match state.engine.open_connect_link(&token, None).await? {
+        ConnectStep::Redirect(redirect) => Ok(to_provider(&state, redirect, StatusCode::FOUND)),
+        ConnectStep::ChooseInstance { display_name } => Ok(instance_page(StatusCode::OK, &display_name, "", None)),
+        _ => Err(tether_core::Error::InvalidInput("unsupported connect step".into()).into()),
+    }
+}
+
+#[derive(Deserialize)]
+struct InstanceForm {
+    instance: String,
+}
+
+/// The server typed on the connect page. No cookie or session gives this POST any authority:
+/// the unguessable single-use link token in the path does, exactly as for the GET, so a
+/// cross-site form cannot do anything the link itself would not. A refused server (malformed,
+/// not allowed, unreachable) shows the form again with the reason; the link stays unused.
+async fn connect_with_instance(
+    state: web::Data<WebState>,
+    token: web::Path<String>,
+    form: web::Form<InstanceForm>,
+) -> Result<HttpResponse, PageError> {
+    let typed = form.into_inner().instance;
+    match state.engine.open_connect_link(&token, Some(&typed)).await {
+        Ok(ConnectStep::Redirect(redirect)) => Ok(to_provider(&state, redirect, StatusCode::SEE_OTHER)),
+        Ok(ConnectStep::ChooseInstance { display_name }) => Ok(instance_page(StatusCode::OK, &display_name, "", None)),
+        Ok(_) => Err(tether_core::Error::InvalidInput("unsupported connect step".into()).into()),
+        Err(e @ (tether_core::Error::InvalidInstance(_) | tether_core::Error::Provider { .. })) => {
+            let status = crate::error::status_of(&e);
+            let display_name =
+                state.engine.connect_link_provider_name(&token).await.unwrap_or_else(|_| "this provider".to_owned());
+            let value: String = typed.chars().take(tether_core::INSTANCE_MAX).collect();
+            Ok(instance_page(status, &display_name, &value, Some(&e.to_string())))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn instance_page(status: StatusCode, display_name: &str, value: &str, error: Option<&str>) -> HttpResponse {
+    let mut resp = html(status, &InstancePage { display_name, value, error });
+    resp.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// Sets the browser-binding cookie and sends the browser to the provider.
+fn to_provider(state: &WebState, redirect: AuthorizationRedirect, status: StatusCode) -> HttpResponse {
     let max_age = time::Duration::seconds(i64::try_from(redirect.cookie_max_age.as_secs()).unwrap_or(600));
     let cookie = Cookie::build(redirect.cookie_name, redirect.cookie_value.expose_secret().to_owned())
         .path("/callback")
         .http_only(true)
-        .secure(secure_cookies(&state))
+        .secure(secure_cookies(state))
         .same_site(SameSite::Lax)
         .max_age(max_age)
         .finish();
-    Ok(HttpResponse::Found().cookie(cookie).insert_header((header::LOCATION, redirect.url.as_str())).finish())
+    HttpResponse::build(status).cookie(cookie).insert_header((header::LOCATION, redirect.url.as_str())).finish()
 }
 
 /// The provider sends the browser back here with `code` and `state` (or `error`).

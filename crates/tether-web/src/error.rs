@@ -37,9 +37,11 @@ impl std::fmt::Display for ApiError {
 /// HTTP status for an engine error.
 pub(crate) fn status_of(e: &Error) -> StatusCode {
     match e {
-        Error::UnknownProvider(_) | Error::ProviderNotConfigured(_) | Error::InvalidInput(_) | Error::Flow(_) => {
-            StatusCode::BAD_REQUEST
-        }
+        Error::UnknownProvider(_)
+        | Error::ProviderNotConfigured(_)
+        | Error::InvalidInput(_)
+        | Error::InvalidInstance(_)
+        | Error::Flow(_) => StatusCode::BAD_REQUEST,
         Error::NotFound { .. } => StatusCode::NOT_FOUND,
         Error::ReauthRequired(_) => StatusCode::CONFLICT,
         Error::Disconnected(_) => StatusCode::GONE,

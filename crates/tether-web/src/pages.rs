@@ -15,6 +15,15 @@ pub(crate) struct MessagePage<'a> {
     pub(crate) snippet: Option<String>,
 }
 
+/// The connect page of a per-instance provider: asks the user for their server.
+#[derive(Template)]
+#[template(path = "instance.html")]
+pub(crate) struct InstancePage<'a> {
+    pub(crate) display_name: &'a str,
+    pub(crate) value: &'a str,
+    pub(crate) error: Option<&'a str>,
+}
+
 #[derive(Template)]
 #[template(path = "index.html")]
 pub(crate) struct IndexPage {

@@ -10,7 +10,7 @@ impl Tether {
     /// The provider API base URL of a connection (`api_base_url`).
     pub async fn api_base_url(&self, id: ConnectionId) -> Result<Url> {
         let conn = self.connection(id).await?;
-        let provider = self.provider(conn.provider.as_str())?;
+        let provider = self.connection_provider(&conn).await?;
         provider.settings.api_base_url.clone().ok_or_else(|| {
             Error::InvalidInput(format!(
                 "provider `{}` has no api_base_url; set providers.{}.api_base_url",
@@ -20,8 +20,9 @@ impl Tether {
     }
 
     /// The `Authorization` header value for `method url` on behalf of a connection: a bearer
-    /// token valid for at least the margin (refreshed first when needed, or always when
-    /// `force_refresh`), or an OAuth 1.0a signature over the URL and the form parameters.
+    /// token valid for at least the margin (refreshed first when needed), or an OAuth 1.0a
+    /// signature over the URL and the form parameters. Set `force_refresh` when the provider
+    /// just refused the previous token: see [`token_rejected`](Self::token_rejected).
     pub async fn request_authorization(
         &self,
         id: ConnectionId,
@@ -35,7 +36,7 @@ impl Tether {
         if provider.protocol() == Protocol::OAuth1 {
             return self.sign_oauth1_request(id, method, url, form).await;
         }
-        let token = if force_refresh { self.refresh_now(id).await? } else { self.access_token(id).await? };
+        let token = if force_refresh { self.token_rejected(id).await? } else { self.access_token(id).await? };
         Ok(format!("Bearer {}", token.access_token.expose_secret()))
     }
 }

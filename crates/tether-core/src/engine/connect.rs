@@ -1,5 +1,7 @@
 //! Connect sessions and the authorization-code flow with PKCE.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 use url::Url;
@@ -7,8 +9,8 @@ use uuid::Uuid;
 
 use super::Tether;
 use crate::{
-    AuthorizationRequest, Connection, Error, EventKind, FlowError, FlowStart, NewConnectSession, NewConnection,
-    NewEvent, OwnerId, PkceMode, Protocol, Result, hash_secret, random_token, secure_eq,
+    AuthorizationRequest, ConfiguredProvider, Connection, Error, EventKind, FlowError, FlowStart, NewConnectSession,
+    NewConnection, NewEvent, OwnerId, PkceMode, Protocol, Result, hash_secret, random_token, secure_eq,
 };
 
 /// What the application asks for when it creates a connect link.
@@ -22,6 +24,9 @@ pub struct ConnectSessionRequest {
     pub return_to: Option<String>,
     /// Scopes to request instead of the configured ones.
     pub scopes: Option<Vec<String>>,
+    /// Per-instance providers: the user's server (`mastodon.social` or an https origin). When
+    /// absent, the connect link asks the user for it.
+    pub instance: Option<String>,
 }
 
 /// A created connect session.
@@ -46,6 +51,20 @@ pub struct AuthorizationRedirect {
     pub cookie_value: SecretString,
     /// Cookie lifetime.
     pub cookie_max_age: std::time::Duration,
+}
+
+/// What opening a connect link leads to.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ConnectStep {
+    /// Send the browser to the provider.
+    Redirect(AuthorizationRedirect),
+    /// A per-instance provider and no server yet: ask the user for it, then open the link again
+    /// with it. The link is not used up.
+    ChooseInstance {
+        /// The provider's name for people.
+        display_name: String,
+    },
 }
 
 /// The query of a provider callback.
@@ -99,6 +118,10 @@ impl Tether {
             }
             None => provider.settings.scopes.clone(),
         };
+        let instance = match request.instance.as_deref() {
+            Some(i) => Some(self.check_instance(provider, i)?.as_str().to_owned()),
+            None => None,
+        };
         let token = random_token(32)?;
         let now = Utc::now();
         let session = NewConnectSession {
@@ -107,6 +130,7 @@ impl Tether {
             provider: provider.id.clone(),
             owner,
             scopes,
+            instance,
             return_to,
             expires_at: now + to_chrono(self.inner.settings.connect_session_ttl),
             created_at: now,
@@ -137,12 +161,79 @@ impl Tether {
     /// The browser opened a connect link: consume it (single use) and build the redirect to
     /// the provider, with a fresh `state` and PKCE verifier (OAuth 2.0) or request token
     /// (OAuth 1.0a, whose `oauth_token` plays the part of the state), and a browser-binding
-    /// cookie.
+    /// cookie. Fails with `invalid_instance` for a per-instance provider whose session names no
+    /// server (use [`open_connect_link`](Self::open_connect_link) to ask the user).
     pub async fn begin_authorization(&self, link_token: &str) -> Result<AuthorizationRedirect> {
+        match self.open_connect_link(link_token, None).await? {
+            ConnectStep::Redirect(redirect) => Ok(redirect),
+            ConnectStep::ChooseInstance { display_name } => {
+                Err(Error::InvalidInstance(format!("{display_name} needs the user's server: none was given")))
+            }
+        }
+    }
+
+    /// The browser opened a connect link, with the server the user typed on the connect page
+    /// (`instance`, per-instance providers only). A per-instance provider needs a server: the
+    /// session's or `instance` (which must then be the same). Without either the link is left
+    /// unused and [`ConnectStep::ChooseInstance`] says to ask for one. Otherwise the client
+    /// registered on that server is found or registered first (nothing is used up when that
+    /// fails), then the link is consumed as in [`begin_authorization`](Self::begin_authorization).
+    pub async fn open_connect_link(&self, link_token: &str, instance: Option<&str>) -> Result<ConnectStep> {
         let now = Utc::now();
         let link_hash = hash_secret(link_token);
-        let provider_id = self.inner.store.connect_session_provider(&link_hash, now).await?;
-        let provider = self.provider(provider_id.as_str())?;
+        let pending = self.inner.store.unstarted_connect_session(&link_hash, now).await?;
+        let configured = self.provider(pending.provider.as_str())?;
+        let (provider, instance) = if configured.is_per_instance() {
+            let chosen = match (pending.instance.as_deref(), instance) {
+                (Some(fixed), Some(typed)) => {
+                    if self.check_instance(configured, typed)?.as_str() != fixed {
+                        return Err(Error::InvalidInstance(format!("this connect link is for the server {fixed}")));
+                    }
+                    fixed
+                }
+                (Some(fixed), None) => fixed,
+                (None, Some(typed)) => typed,
+                (None, None) => {
+                    return Ok(ConnectStep::ChooseInstance { display_name: configured.settings.display_name.clone() });
+                }
+            };
+            let origin = self.check_instance(configured, chosen)?;
+            let at = self.provider_at(configured, &origin, true).await?;
+            let registered = &at.settings.scopes;
+            if let Some(missing) = pending.scopes.iter().find(|s| !registered.contains(s)) {
+                return Err(Error::InvalidInput(format!(
+                    "scope `{missing}` is not among the scopes registered on {} ({})",
+                    origin.host(),
+                    registered.join(" ")
+                )));
+            }
+            (Cow::Owned(at), Some(origin.as_str().to_owned()))
+        } else {
+            if instance.is_some() {
+                return Err(Error::InvalidInstance(format!(
+                    "provider `{}` is a single service: it takes no server",
+                    configured.id
+                )));
+            }
+            (Cow::Borrowed(configured), None)
+        };
+        let redirect = self.start_authorization(&link_hash, &provider, instance, now).await?;
+        Ok(ConnectStep::Redirect(redirect))
+    }
+
+    /// The display name of the provider of an unused connect link (for the connect page).
+    pub async fn connect_link_provider_name(&self, link_token: &str) -> Result<String> {
+        let pending = self.inner.store.unstarted_connect_session(&hash_secret(link_token), Utc::now()).await?;
+        Ok(self.provider(pending.provider.as_str())?.settings.display_name.clone())
+    }
+
+    async fn start_authorization(
+        &self,
+        link_hash: &str,
+        provider: &ConfiguredProvider,
+        instance: Option<String>,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<AuthorizationRedirect> {
         let binding = random_token(32)?;
         let expires_at = now + to_chrono(self.inner.settings.flow_ttl);
         let (state, url) = match provider.protocol() {
@@ -152,11 +243,12 @@ impl Tether {
                     state_hash: hash_secret(&temporary.token),
                     // The request-token secret rides in the flow's sealed secret column.
                     pkce_verifier: Some(temporary.secret),
+                    instance,
                     browser_binding_hash: hash_secret(&binding),
                     redirect_uri: self.inner.settings.public_url.clone(),
                     expires_at,
                 };
-                self.inner.store.start_flow(&link_hash, start, now).await?;
+                self.inner.store.start_flow(link_hash, start, now).await?;
                 let url = provider.oauth1_authorize_url(&self.inner.http, &temporary.token)?;
                 (temporary.token, url)
             }
@@ -168,11 +260,12 @@ impl Tether {
                 let start = FlowStart {
                     state_hash: hash_secret(&state),
                     pkce_verifier: verifier.clone(),
+                    instance,
                     browser_binding_hash: hash_secret(&binding),
                     redirect_uri: self.inner.settings.public_url.clone(),
                     expires_at,
                 };
-                let flow = self.inner.store.start_flow(&link_hash, start, now).await?;
+                let flow = self.inner.store.start_flow(link_hash, start, now).await?;
                 let url = provider.authorization_url(
                     &self.inner.http,
                     &AuthorizationRequest { state: &state, scopes: &flow.scopes, pkce_verifier: verifier.as_ref() },
@@ -222,7 +315,15 @@ impl Tether {
             return Err(FlowError::ProviderDenied(detail.chars().take(300).collect()).into());
         }
         let code = params.code.filter(|c| !c.is_empty()).ok_or(FlowError::MissingCode)?;
-        let provider = self.provider(provider_id)?;
+        let configured = self.provider(provider_id)?;
+        let (provider, instance) = match (configured.is_per_instance(), flow.instance.as_deref()) {
+            (false, _) => (Cow::Borrowed(configured), None),
+            (true, Some(stored)) => {
+                let origin = self.check_instance(configured, stored)?;
+                (Cow::Owned(self.provider_at(configured, &origin, false).await?), Some(origin))
+            }
+            (true, None) => return Err(FlowError::UnknownState.into()),
+        };
         let tokens = match provider.protocol() {
             Protocol::OAuth1 => {
                 let secret = flow.pkce_verifier.as_ref().ok_or(FlowError::UnknownState)?;
@@ -233,7 +334,11 @@ impl Tether {
                 provider.exchange_code(&self.inner.http, &code, verifier).await?
             }
         };
-        let account = provider.fetch_account(&self.inner.http, &tokens).await?;
+        let mut account = provider.fetch_account(&self.inner.http, &tokens).await?;
+        if let Some(origin) = &instance {
+            // Account ids are only unique on their server.
+            account.id = format!("{}@{}", account.id, origin.host());
+        }
         let scopes = tokens.scopes.clone().unwrap_or_else(|| flow.scopes.clone());
         let (connection, created) = self
             .inner
@@ -242,6 +347,7 @@ impl Tether {
                 owner: flow.owner.clone(),
                 provider: provider.id.clone(),
                 account,
+                instance: instance.map(|o| o.as_str().to_owned()),
                 tokens,
                 scopes,
             })

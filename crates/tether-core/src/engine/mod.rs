@@ -2,6 +2,7 @@
 
 mod authorize;
 mod connect;
+mod instances;
 mod refresher;
 mod token_cache;
 mod tokens;
@@ -13,7 +14,9 @@ use std::time::Duration;
 
 use url::Url;
 
-pub use connect::{AuthorizationRedirect, CallbackParams, CompletedFlow, ConnectSessionRequest, CreatedConnectSession};
+pub use connect::{
+    AuthorizationRedirect, CallbackParams, CompletedFlow, ConnectSessionRequest, ConnectStep, CreatedConnectSession,
+};
 pub use refresher::RefresherSettings;
 pub use tokens::{DisconnectOutcome, FreshToken};
 pub use webhooks::DispatchReport;
@@ -85,6 +88,8 @@ struct Inner {
     token_cache: token_cache::TokenCache,
     /// Wakes the webhook dispatcher when this process records an event.
     webhook_wakeup: tokio::sync::Notify,
+    /// Serialises client registrations per server in this process.
+    registration_locks: instances::RegistrationLocks,
 }
 
 impl std::fmt::Debug for Tether {
@@ -125,6 +130,7 @@ impl Tether {
                 flights: tokens::Flights::default(),
                 webhook_wakeup: tokio::sync::Notify::new(),
                 token_cache,
+                registration_locks: instances::RegistrationLocks::default(),
             }),
         })
     }

@@ -191,7 +191,37 @@ impl Tether {
             self.record(id, EventKind::ReauthRequired, Some(msg.into())).await;
             return Err(Error::ReauthRequired(id.to_string()));
         }
-        self.refresh_single_flight(&conn, provider, stored.version, force, margin).await
+        let provider = self.connection_provider(&conn).await?;
+        self.refresh_single_flight(&conn, &provider, stored.version, force, margin).await
+    }
+
+    /// The provider just refused this connection's access token (HTTP 401 from its API):
+    /// refreshes it when it can be renewed; otherwise the grant is gone, so the connection
+    /// becomes `reauth_required` (with an event) and this fails with
+    /// [`Error::ReauthRequired`].
+    pub async fn token_rejected(&self, id: ConnectionId) -> Result<FreshToken> {
+        let (conn, stored) = self
+            .inner
+            .store
+            .connection_and_tokens(id, true)
+            .await?
+            .ok_or_else(|| Error::NotFound { what: "connection", id: id.to_string() })?;
+        match conn.status {
+            ConnectionStatus::ReauthRequired => return Err(Error::ReauthRequired(id.to_string())),
+            ConnectionStatus::Disconnected => return Err(Error::Disconnected(id.to_string())),
+            _ => {}
+        }
+        let stored = stored.ok_or_else(|| Error::Disconnected(id.to_string()))?;
+        let provider = self.provider(conn.provider.as_str())?;
+        if provider.provider.can_refresh(&stored.tokens) {
+            return self.refresh_now(id).await;
+        }
+        let msg = "the provider refused the access token (HTTP 401) and it cannot be renewed";
+        self.inner.store.set_status(id, ConnectionStatus::ReauthRequired, Some(msg)).await?;
+        self.inner.token_cache.evict(id);
+        self.record(id, EventKind::ReauthRequired, Some(msg.into())).await;
+        tracing::warn!(connection = %id, provider = %provider.id, "token refused and not renewable: reauth required");
+        Err(Error::ReauthRequired(id.to_string()))
     }
 
     async fn active_connection(&self, id: ConnectionId) -> Result<Connection> {
@@ -398,7 +428,7 @@ impl Tether {
             return Ok(DisconnectOutcome { revoked: false, revoke_error: Some("already disconnected".into()) });
         }
         let tokens = self.inner.store.tokens(id).await?;
-        let outcome = match (tokens, self.provider(conn.provider.as_str())) {
+        let outcome = match (tokens, self.connection_provider(&conn).await) {
             (None, _) => DisconnectOutcome { revoked: false, revoke_error: Some("no tokens stored".into()) },
             (Some(_), Err(e)) => DisconnectOutcome { revoked: false, revoke_error: Some(e.to_string()) },
             (Some(stored), Ok(provider)) => match provider.revoke(&self.inner.http, &stored.tokens).await {

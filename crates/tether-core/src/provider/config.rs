@@ -7,8 +7,12 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use url::Url;
 
-use super::{ClientAuth, PkceMode, ProviderSpec};
-use crate::{Error, Result};
+use super::{ClientAuth, InstanceMode, PkceMode, ProviderSpec};
+use crate::{ClientRegistration, Error, InstanceOrigin, InstancePolicy, Result};
+
+/// Stands for the server's origin in the endpoints of a per-instance provider until they are
+/// rebased on a connection's server ([`ProviderSettings::at_instance`]).
+const INSTANCE_PLACEHOLDER: &str = "https://instance.invalid";
 
 /// One `[providers.<id>]` table of the configuration file.
 #[derive(Clone, Default, Deserialize)]
@@ -128,6 +132,11 @@ pub struct ProviderSettings {
     pub extra_token_params: Vec<(String, String)>,
     /// Provider-specific settings from configuration.
     pub extra: BTreeMap<String, serde_json::Value>,
+    /// Per-instance providers: which servers are accepted (`None` for single-service providers).
+    pub instances: Option<InstancePolicy>,
+    /// The server these settings are rebased on ([`at_instance`](Self::at_instance)); `None`
+    /// for single-service providers and for the configured (not yet rebased) settings.
+    pub instance: Option<InstanceOrigin>,
 }
 
 impl fmt::Debug for ProviderSettings {
@@ -140,6 +149,7 @@ impl fmt::Debug for ProviderSettings {
             .field("token_url", &self.token_url.as_str())
             .field("client_auth", &self.client_auth)
             .field("pkce", &self.pkce)
+            .field("instance", &self.instance)
             .finish_non_exhaustive()
     }
 }
@@ -151,12 +161,14 @@ impl ProviderSettings {
     /// or a URL is malformed.
     pub fn resolve(id: &str, spec: &ProviderSpec, config: &ProviderConfig, public_url: &Url) -> Result<Self> {
         let key = |k: &str| format!("providers.{id}.{k}");
-        let client_id = config
-            .client_id
-            .clone()
-            .filter(|c| !c.trim().is_empty())
-            .ok_or_else(|| Error::Config(format!("{} is missing", key("client_id"))))?;
-        if spec.requires_client_secret && config.client_secret.is_none() {
+        let per_instance = spec.instances == InstanceMode::PerInstance;
+        // Per-instance providers get their client from each server's registration.
+        let client_id = match config.client_id.clone().filter(|c| !c.trim().is_empty()) {
+            Some(c) => c,
+            None if per_instance => String::new(),
+            None => return Err(Error::Config(format!("{} is missing", key("client_id")))),
+        };
+        if spec.requires_client_secret && !per_instance && config.client_secret.is_none() {
             return Err(Error::Config(format!(
                 "{} is missing (or set TETHER_PROVIDERS__{}__CLIENT_SECRET)",
                 key("client_secret"),
@@ -169,7 +181,14 @@ impl ProviderSettings {
             if raw.is_empty() {
                 return Ok(None);
             }
-            let raw = raw.replace("{public_url}", base);
+            if per_instance && !raw.starts_with("{instance}/") {
+                return Err(Error::Config(format!(
+                    "{} must start with {{instance}}/: the endpoints of {} are on each user's server",
+                    key(name),
+                    spec.display_name
+                )));
+            }
+            let raw = raw.replace("{public_url}", base).replace("{instance}", INSTANCE_PLACEHOLDER);
             let parsed =
                 Url::parse(&raw).map_err(|e| Error::Config(format!("{} is not a valid URL ({e})", key(name))))?;
             if !matches!(parsed.scheme(), "http" | "https") {
@@ -213,7 +232,34 @@ impl ProviderSettings {
             extra_authorize_params: pairs(spec.extra_authorize_params),
             extra_token_params: pairs(spec.extra_token_params),
             extra: config.extra.clone(),
+            instances: per_instance.then(|| InstancePolicy::from_settings(id, &config.extra)).transpose()?,
+            instance: None,
         })
+    }
+
+    /// These settings on one server of a per-instance provider: every endpoint rebased on
+    /// `registration.instance`, and the client registered there.
+    pub fn at_instance(&self, registration: &ClientRegistration) -> Result<Self> {
+        let origin = registration.instance.as_str();
+        let rebase = |url: &Url| -> Result<Url> {
+            let rest = url
+                .as_str()
+                .strip_prefix(INSTANCE_PLACEHOLDER)
+                .ok_or_else(|| Error::Config(format!("endpoint {} is not relative to the instance", url.as_str())))?;
+            Url::parse(&format!("{origin}{rest}")).map_err(|e| Error::InvalidInstance(format!("{origin}: {e}")))
+        };
+        let rebase_opt = |url: &Option<Url>| url.as_ref().map(rebase).transpose();
+        let mut at = self.clone();
+        at.authorize_url = rebase(&self.authorize_url)?;
+        at.token_url = rebase(&self.token_url)?;
+        at.request_token_url = rebase_opt(&self.request_token_url)?;
+        at.userinfo_url = rebase_opt(&self.userinfo_url)?;
+        at.revoke_url = rebase_opt(&self.revoke_url)?;
+        at.api_base_url = rebase_opt(&self.api_base_url)?;
+        at.client_id = registration.client.client_id.clone();
+        at.client_secret = registration.client.client_secret.clone();
+        at.instance = Some(registration.instance.clone());
+        Ok(at)
     }
 }
 
@@ -249,6 +295,40 @@ mod tests {
         assert_eq!(s.token_url.as_str(), "http://127.0.0.1:9999/demo/token");
         assert!(!format!("{s:?}").contains("s3cr3t"));
         assert!(!format!("{c:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn per_instance_endpoints_are_rebased_on_the_registered_server() {
+        const MASTO: ProviderSpec = ProviderSpec {
+            authorize_url: "{instance}/oauth/authorize",
+            token_url: "{instance}/oauth/token",
+            api_base_url: Some("{instance}/"),
+            instances: InstanceMode::PerInstance,
+            ..ProviderSpec::oauth2("masto", "Masto")
+        };
+        let public = Url::parse("https://tether.example/").unwrap();
+        let s = ProviderSettings::resolve("masto", &MASTO, &ProviderConfig::default(), &public).unwrap();
+        assert!(s.client_id.is_empty() && s.instances.is_some() && s.instance.is_none());
+        let registration = ClientRegistration {
+            id: uuid::Uuid::now_v7(),
+            provider: crate::ProviderId::parse("masto").unwrap(),
+            instance: InstanceOrigin::parse("example.org:8443", false).unwrap(),
+            redirect_uri: Url::parse("https://tether.example/callback/masto").unwrap(),
+            scopes: vec!["read".into()],
+            client: crate::RegisteredClient {
+                client_id: "cid".into(),
+                client_secret: Some(SecretString::from("cs".to_string())),
+            },
+            created_at: chrono::Utc::now(),
+        };
+        let at = s.at_instance(&registration).unwrap();
+        assert_eq!(at.authorize_url.as_str(), "https://example.org:8443/oauth/authorize");
+        assert_eq!(at.api_base_url.unwrap().as_str(), "https://example.org:8443/");
+        assert_eq!(at.client_id, "cid");
+        let c =
+            ProviderConfig { token_url: Some("https://elsewhere.example/oauth/token".into()), ..Default::default() };
+        let e = ProviderSettings::resolve("masto", &MASTO, &c, &public).unwrap_err().to_string();
+        assert!(e.contains("providers.masto.token_url must start with {instance}/"), "{e}");
     }
 
     #[test]

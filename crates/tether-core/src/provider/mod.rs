@@ -50,6 +50,21 @@ pub enum ClientAuth {
     Post,
 }
 
+/// Whether a provider is one service or software that many independent servers run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum InstanceMode {
+    /// One service at fixed endpoints (GitHub, LinkedIn, ...), or one self-hosted server set
+    /// in configuration.
+    Single,
+    /// Every connection names its server (instance), e.g. Mastodon. Endpoint URLs start with
+    /// `{instance}` and are rebased on the connection's server; the OAuth client is registered
+    /// on each server dynamically ([`Provider::register_client`]) and stored, so no client id
+    /// is configured. Each account id is qualified with the server host (`{id}@{host}`).
+    PerInstance,
+}
+
 /// The static description of a provider. Every URL can be overridden from configuration;
 /// `{public_url}` in a URL is replaced by the server's public URL.
 #[derive(Debug, Clone, Copy)]
@@ -90,6 +105,8 @@ pub struct ProviderSpec {
     pub account_name_field: &'static str,
     /// Whether a client secret is required.
     pub requires_client_secret: bool,
+    /// One service, or many servers each registered dynamically.
+    pub instances: InstanceMode,
 }
 
 impl ProviderSpec {
@@ -114,6 +131,7 @@ impl ProviderSpec {
             account_id_field: "sub",
             account_name_field: "name",
             requires_client_secret: true,
+            instances: InstanceMode::Single,
         }
     }
 }
@@ -202,7 +220,27 @@ pub trait Provider: Send + Sync + 'static {
         tokens.refresh_token.is_some()
     }
 
-    /// Finds out which account the tokens belong to.
+    /// Per-instance providers ([`InstanceMode::PerInstance`]): registers an OAuth client on the
+    /// server `instance` for `ctx.redirect_uri` and the configured scopes
+    /// (`ctx.settings.scopes`). The engine calls it once per (provider, server, redirect URI)
+    /// and stores the result. `ctx.settings` are the configured settings, not rebased on any
+    /// server. The default fails: the provider has no dynamic registration.
+    async fn register_client(
+        &self,
+        ctx: &ProviderContext<'_>,
+        instance: &crate::InstanceOrigin,
+    ) -> Result<crate::RegisteredClient> {
+        let _ = instance;
+        Err(crate::Error::provider(
+            ctx.id.as_str(),
+            crate::ProviderErrorKind::Unsupported,
+            "this provider cannot register clients dynamically",
+        ))
+    }
+
+    /// Finds out which account the tokens belong to. For a per-instance provider, return the
+    /// server-local id: the engine appends `@{host}` so ids are unique across servers
+    /// (`ctx.settings.instance` names the server, e.g. for a display name like `@alice@host`).
     async fn fetch_account(&self, ctx: &ProviderContext<'_>, tokens: &TokenSet) -> Result<AccountIdentity> {
         defaults::fetch_account(ctx, tokens).await
     }

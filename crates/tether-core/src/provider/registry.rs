@@ -84,6 +84,9 @@ impl ProviderRegistry {
             ))
         })?;
         let settings = ProviderSettings::resolve(id, provider.spec(), config, public_url)?;
+        if settings.instances.is_some() && provider.spec().protocol != super::Protocol::OAuth2 {
+            return Err(Error::Config(format!("[providers.{id}]: per-instance providers must use OAuth 2.0")));
+        }
         let redirect_uri = Url::parse(&format!("{}/callback/{id}", public_url.as_str().trim_end_matches('/')))
             .map_err(|e| Error::Config(format!("public_url does not make a valid redirect URI: {e}")))?;
         Ok(ConfiguredProvider { id: pid, provider: provider.clone(), settings, redirect_uri })
@@ -111,6 +114,30 @@ impl ConfiguredProvider {
     /// See [`Provider::authorization_url`].
     pub fn authorization_url(&self, http: &reqwest::Client, request: &AuthorizationRequest<'_>) -> Result<Url> {
         self.provider.authorization_url(&self.ctx(http), request)
+    }
+
+    /// Whether every connection names its server ([`InstanceMode::PerInstance`](super::InstanceMode)).
+    pub fn is_per_instance(&self) -> bool {
+        self.settings.instances.is_some()
+    }
+
+    /// See [`Provider::register_client`].
+    pub async fn register_client(
+        &self,
+        http: &reqwest::Client,
+        instance: &crate::InstanceOrigin,
+    ) -> Result<crate::RegisteredClient> {
+        self.provider.register_client(&self.ctx(http), instance).await
+    }
+
+    /// This provider on the server of `registration`, with its client.
+    pub fn at_instance(&self, registration: &crate::ClientRegistration) -> Result<ConfiguredProvider> {
+        Ok(ConfiguredProvider {
+            id: self.id.clone(),
+            provider: self.provider.clone(),
+            settings: self.settings.at_instance(registration)?,
+            redirect_uri: self.redirect_uri.clone(),
+        })
     }
 
     /// See [`Provider::exchange_code`].

@@ -22,6 +22,8 @@ pub struct Model {
     /// Requested scopes, a JSON array of strings.
     #[sea_orm(column_type = "Text")]
     pub scopes: String,
+    /// Server origin of a per-instance provider.
+    pub instance: Option<String>,
     /// Where to send the browser afterwards.
     #[sea_orm(column_type = "Text", nullable)]
     pub return_to: Option<String>,

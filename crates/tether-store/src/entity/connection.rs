@@ -18,6 +18,8 @@ pub struct Model {
     /// Display name of the account.
     #[sea_orm(column_type = "Text", nullable)]
     pub account_name: Option<String>,
+    /// Server origin of a per-instance provider.
+    pub instance: Option<String>,
     /// Granted scopes, a JSON array of strings.
     #[sea_orm(column_type = "Text")]
     pub scopes: String,

@@ -1,4 +1,4 @@
-//! sea-orm entities of the three Tether tables.
+//! sea-orm entities of the Tether tables.
 //!
 //! Column conventions, the same on every backend:
 //! - ids are UUID strings (36 characters);
@@ -8,6 +8,7 @@
 //!   (`v1.<key id>.<base64url>`), sealed for their table, row id and column.
 
 pub mod auth_flow;
+pub mod client_registration;
 pub mod connection;
 pub mod event;
 pub mod webhook_delivery;

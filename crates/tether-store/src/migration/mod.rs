@@ -8,6 +8,7 @@ use sea_orm_migration::prelude::*;
 
 mod m20261122_000001_create_tables;
 mod m20261123_000001_webhook_deliveries;
+mod m20261127_000001_client_registrations;
 
 /// Column lengths of indexed `VARCHAR` columns, enforced by the store before writing.
 ///
@@ -35,9 +36,17 @@ pub mod limits {
     pub const UUID: usize = 36;
     /// `webhook_deliveries.endpoint` (a configured webhook name).
     pub const WEBHOOK_ENDPOINT: usize = tether_core::webhook::WEBHOOK_NAME_MAX;
+    /// `instance` columns: a server origin (`https://host:port`; the host is at most 253).
+    pub const INSTANCE: usize = 300;
+    /// `client_registrations.redirect_uri`.
+    pub const REDIRECT_URI: usize = 400;
 
     // The unique key (owner, provider, account_id) must fit MySQL's 3072-byte key limit.
     const _: () = assert!((OWNER + PROVIDER + ACCOUNT_ID) * 4 <= 3072);
+    // So must (provider, instance, redirect_uri) of `client_registrations`.
+    const _: () = assert!((PROVIDER + INSTANCE + REDIRECT_URI) * 4 <= 3072);
+    // Anything longer than an instance origin is refused before it reaches the store.
+    const _: () = assert!(tether_core::INSTANCE_MAX + "https://".len() <= INSTANCE);
 }
 
 /// Tether's migrations.
@@ -50,6 +59,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261122_000001_create_tables::Migration),
             Box::new(m20261123_000001_webhook_deliveries::Migration),
+            Box::new(m20261127_000001_client_registrations::Migration),
         ]
     }
 

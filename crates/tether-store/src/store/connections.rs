@@ -43,6 +43,7 @@ fn to_connection(row: &connection::Model) -> Result<Connection> {
         owner: OwnerId::parse(&row.owner).map_err(|e| corrupt(t, "owner", e))?,
         provider: ProviderId::parse(&row.provider).map_err(|e| corrupt(t, "provider", e))?,
         account: AccountIdentity { id: row.account_id.clone(), name: row.account_name.clone() },
+        instance: row.instance.clone(),
         scopes: parse_list(t, "scopes", &row.scopes)?,
         status: row.status.parse::<ConnectionStatus>().map_err(|e| corrupt(t, "status", e))?,
         expires_at: time_opt(t, "expires_at", row.expires_at)?,
@@ -113,6 +114,7 @@ impl SeaStore {
             row.owner = Set(new.owner.as_str().to_owned());
             row.provider = Set(new.provider.as_str().to_owned());
             row.account_id = Set(new.account.id.clone());
+            row.instance = Set(new.instance.clone());
             row.version = Set(1);
             row.created_at = Set(now);
             row.last_refreshed_at = Set(None);
@@ -169,6 +171,9 @@ impl ConnectionStore for SeaStore {
         check_len("the owner", new.owner.as_str(), limits::OWNER)?;
         check_len("the provider id", new.provider.as_str(), limits::PROVIDER)?;
         check_len("the provider account id", &new.account.id, limits::ACCOUNT_ID)?;
+        if let Some(instance) = &new.instance {
+            check_len("the instance", instance, limits::INSTANCE)?;
+        }
         check_len("the token type", &new.tokens.token_type, limits::TOKEN_TYPE)?;
         for _ in 0..UPSERT_ATTEMPTS {
             if let Some(done) = self.try_upsert(&new).await? {

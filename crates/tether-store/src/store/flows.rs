@@ -3,7 +3,10 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sea_orm::{ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter};
-use tether_core::{AuthFlow, FlowError, FlowStart, FlowStore, NewConnectSession, OwnerId, ProviderId, Result, Url};
+use tether_core::{
+    AuthFlow, FlowError, FlowStart, FlowStore, NewConnectSession, OwnerId, PendingConnectSession, ProviderId, Result,
+    Url,
+};
 use uuid::Uuid;
 
 use super::names::{AUTH_FLOWS, PKCE_VERIFIER};
@@ -24,6 +27,7 @@ fn flow_from_row(row: &auth_flow::Model) -> Result<AuthFlow> {
         provider: ProviderId::parse(&row.provider).map_err(|e| corrupt(t, "provider", e))?,
         owner: OwnerId::parse(&row.owner).map_err(|e| corrupt(t, "owner", e))?,
         scopes: parse_list(t, "scopes", &row.scopes)?,
+        instance: row.instance.clone(),
         return_to: parse_url("return_to", row.return_to.as_deref())?,
         pkce_verifier: None,
         browser_binding_hash: row.browser_binding_hash.clone(),
@@ -60,6 +64,9 @@ impl FlowStore for SeaStore {
         check_len("the link token hash", &session.link_token_hash, limits::HASH)?;
         check_len("the owner", session.owner.as_str(), limits::OWNER)?;
         check_len("the provider id", session.provider.as_str(), limits::PROVIDER)?;
+        if let Some(instance) = &session.instance {
+            check_len("the instance", instance, limits::INSTANCE)?;
+        }
         let row = auth_flow::ActiveModel {
             id: Set(session.id.to_string()),
             link_token_hash: Set(session.link_token_hash.clone()),
@@ -67,6 +74,7 @@ impl FlowStore for SeaStore {
             provider: Set(session.provider.as_str().to_owned()),
             owner: Set(session.owner.as_str().to_owned()),
             scopes: Set(json_list(&session.scopes)?),
+            instance: Set(session.instance.clone()),
             return_to: Set(session.return_to.as_ref().map(|u| u.to_string())),
             pkce_verifier: Set(None),
             browser_binding_hash: Set(None),
@@ -82,14 +90,25 @@ impl FlowStore for SeaStore {
         Ok(())
     }
 
-    async fn connect_session_provider(&self, link_token_hash: &str, now: DateTime<Utc>) -> Result<ProviderId> {
+    async fn unstarted_connect_session(
+        &self,
+        link_token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<PendingConnectSession> {
         let row = self.unstarted_session(link_token_hash, now).await?;
-        ProviderId::parse(&row.provider).map_err(|e| corrupt(AUTH_FLOWS, "provider", e))
+        Ok(PendingConnectSession {
+            provider: ProviderId::parse(&row.provider).map_err(|e| corrupt(AUTH_FLOWS, "provider", e))?,
+            scopes: parse_list(AUTH_FLOWS, "scopes", &row.scopes)?,
+            instance: row.instance,
+        })
     }
 
     async fn start_flow(&self, link_token_hash: &str, start: FlowStart, now: DateTime<Utc>) -> Result<AuthFlow> {
         check_len("the state hash", &start.state_hash, limits::HASH)?;
         check_len("the browser binding hash", &start.browser_binding_hash, limits::HASH)?;
+        if let Some(instance) = &start.instance {
+            check_len("the instance", instance, limits::INSTANCE)?;
+        }
         let row = self.unstarted_session(link_token_hash, now).await?;
         let verifier =
             start.pkce_verifier.as_ref().map(|v| self.seal(AUTH_FLOWS, &row.id, PKCE_VERIFIER, v)).transpose()?;
@@ -101,6 +120,10 @@ impl FlowStore for SeaStore {
                 pkce_verifier: Set(verifier),
                 browser_binding_hash: Set(Some(start.browser_binding_hash.clone())),
                 redirect_uri: Set(Some(start.redirect_uri.to_string())),
+                instance: match &start.instance {
+                    Some(i) => Set(Some(i.clone())),
+                    None => sea_orm::ActiveValue::NotSet,
+                },
                 state_expires_at: Set(Some(ms(start.expires_at))),
                 started_at: Set(Some(ms(now))),
                 ..Default::default()
@@ -117,6 +140,9 @@ impl FlowStore for SeaStore {
         flow.pkce_verifier = start.pkce_verifier;
         flow.browser_binding_hash = Some(start.browser_binding_hash);
         flow.redirect_uri = Some(start.redirect_uri);
+        if start.instance.is_some() {
+            flow.instance = start.instance;
+        }
         flow.expires_at = start.expires_at;
         Ok(flow)
     }

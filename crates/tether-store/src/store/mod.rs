@@ -18,6 +18,7 @@ use crate::migration::Migrator;
 mod connections;
 mod events;
 mod flows;
+mod registrations;
 mod reseal;
 mod webhooks;
 
@@ -31,6 +32,8 @@ pub(crate) mod names {
     pub(crate) const REFRESH_TOKEN: &str = "refresh_token";
     pub(crate) const TOKEN_SECRET: &str = "token_secret";
     pub(crate) const PKCE_VERIFIER: &str = "pkce_verifier";
+    pub(crate) const CLIENT_REGISTRATIONS: &str = "client_registrations";
+    pub(crate) const CLIENT_SECRET: &str = "client_secret";
 }
 
 /// The Tether store on a SQLite, PostgreSQL or MySQL/MariaDB database.

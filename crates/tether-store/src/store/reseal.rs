@@ -5,8 +5,11 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use tether_core::{Result, SealedSecret};
 
 use super::SeaStore;
-use super::names::{ACCESS_TOKEN, AUTH_FLOWS, CONNECTIONS, PKCE_VERIFIER, REFRESH_TOKEN, TOKEN_SECRET};
-use crate::entity::{auth_flow, connection};
+use super::names::{
+    ACCESS_TOKEN, AUTH_FLOWS, CLIENT_REGISTRATIONS, CLIENT_SECRET, CONNECTIONS, PKCE_VERIFIER, REFRESH_TOKEN,
+    TOKEN_SECRET,
+};
+use crate::entity::{auth_flow, client_registration, connection};
 use crate::error::db_err;
 
 const BATCH: u64 = 500;
@@ -28,7 +31,8 @@ pub struct ResealReport {
 }
 
 impl SeaStore {
-    /// Re-seals every stored secret (tokens, token secrets, PKCE verifiers) that was sealed with
+    /// Re-seals every stored secret (tokens, token secrets, PKCE verifiers, the client secrets of
+    /// per-instance registrations) that was sealed with
     /// a key other than the primary (first) key of the ring, so that older keys can then be
     /// removed from the configuration.
     ///
@@ -38,6 +42,7 @@ impl SeaStore {
         let mut report = ResealReport::default();
         self.reseal_connections(&mut report).await?;
         self.reseal_flows(&mut report).await?;
+        self.reseal_registrations(&mut report).await?;
         Ok(report)
     }
 
@@ -124,6 +129,46 @@ impl SeaStore {
                     .col_expr(Column::PkceVerifier, Expr::value(new))
                     .filter(Column::Id.eq(id.as_str()))
                     .filter(Column::PkceVerifier.eq(old))
+                    .exec(&self.db)
+                    .await
+                    .map_err(db_err(context))?;
+                if done.rows_affected == 1 {
+                    report.resealed += 1;
+                } else {
+                    report.skipped += 1;
+                }
+            }
+        }
+    }
+
+    async fn reseal_registrations(&self, report: &mut ResealReport) -> Result<()> {
+        use client_registration::{Column, Entity};
+        let context = "re-sealing client registration secrets";
+        let mut after = String::new();
+        loop {
+            let rows: Vec<(String, String)> = Entity::find()
+                .select_only()
+                .columns([Column::Id, Column::ClientSecret])
+                .filter(Column::ClientSecret.is_not_null())
+                .filter(Column::Id.gt(after.as_str()))
+                .order_by_asc(Column::Id)
+                .limit(BATCH)
+                .into_tuple()
+                .all(&self.db)
+                .await
+                .map_err(db_err(context))?;
+            let Some(last) = rows.last() else { return Ok(()) };
+            after = last.0.clone();
+            for (id, old) in rows {
+                let Some(new) = self.reseal_one(CLIENT_REGISTRATIONS, &id, CLIENT_SECRET, &old)? else {
+                    report.current += 1;
+                    continue;
+                };
+                let _gate = self.write_gate().await;
+                let done = Entity::update_many()
+                    .col_expr(Column::ClientSecret, Expr::value(new))
+                    .filter(Column::Id.eq(id.as_str()))
+                    .filter(Column::ClientSecret.eq(old))
                     .exec(&self.db)
                     .await
                     .map_err(db_err(context))?;

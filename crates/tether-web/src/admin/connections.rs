@@ -360,6 +360,7 @@ pub(crate) async fn reconnect_link(
             provider: conn.provider.to_string(),
             return_to: None,
             scopes: Some(conn.scopes.clone()).filter(|s| !s.is_empty()),
+            instance: conn.instance.clone(),
         })
         .await
     {

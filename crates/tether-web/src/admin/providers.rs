@@ -130,8 +130,13 @@ pub(crate) async fn connect(
     let return_to = (settings.allowed_return_origins.is_empty()
         || settings.allowed_return_origins.iter().any(|o| o.trim_end_matches('/') == own_origin))
     .then(|| format!("{}/admin/connect/done", settings.public_url.as_str().trim_end_matches('/')));
-    let request =
-        ConnectSessionRequest { owner: owner.clone(), provider: provider.into_inner(), return_to, scopes: None };
+    let request = ConnectSessionRequest {
+        owner: owner.clone(),
+        provider: provider.into_inner(),
+        return_to,
+        scopes: None,
+        instance: None,
+    };
     let provider_id = request.provider.clone();
     match state.engine.create_connect_session(request).await {
         Ok(created) => {

@@ -1,0 +1,102 @@
+//! Per-instance providers: the user's server, the client registered on it, and the provider
+//! settings rebased on it for flows and connections.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use chrono::Utc;
+use uuid::Uuid;
+
+use super::Tether;
+use crate::{ClientRegistration, ConfiguredProvider, Connection, Error, InstanceOrigin, Result};
+
+/// One in-process lock per (provider, server), so concurrent first connects in this process
+/// register once; across processes the store's unique key picks one registration.
+#[derive(Default)]
+pub(crate) struct RegistrationLocks {
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl RegistrationLocks {
+    fn lock_for(&self, key: String) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        if locks.len() > 1_000 {
+            locks.retain(|_, l| Arc::strong_count(l) > 1);
+        }
+        locks.entry(key).or_default().clone()
+    }
+}
+
+impl Tether {
+    /// Validates `input` as a server of the per-instance `provider` under its configured
+    /// policy (https only unless `allow_insecure_instances`, allow and block lists).
+    pub fn check_instance(&self, provider: &ConfiguredProvider, input: &str) -> Result<InstanceOrigin> {
+        match &provider.settings.instances {
+            Some(policy) => policy.check(input),
+            None => Err(Error::InvalidInstance(format!(
+                "provider `{}` is a single service: leave out `instance`",
+                provider.id
+            ))),
+        }
+    }
+
+    /// `provider` on `instance`, with the client registered there. With `register`, a missing
+    /// registration is created at the server and stored (the first one stored wins); without,
+    /// it is an error (an existing connection's tokens belong to the client that obtained them).
+    pub(crate) async fn provider_at(
+        &self,
+        provider: &ConfiguredProvider,
+        instance: &InstanceOrigin,
+        register: bool,
+    ) -> Result<ConfiguredProvider> {
+        let store = &self.inner.store;
+        let redirect_uri = &provider.redirect_uri;
+        if let Some(found) = store.client_registration(&provider.id, instance, redirect_uri).await? {
+            return provider.at_instance(&found);
+        }
+        if !register {
+            return Err(Error::InvalidInstance(format!(
+                "no client is registered for provider `{}` on {}: the user must connect again",
+                provider.id,
+                instance.host()
+            )));
+        }
+        let lock = self.inner.registration_locks.lock_for(format!("{}\n{}", provider.id, instance.as_str()));
+        let _registering = lock.lock().await;
+        // Someone in this process may have registered while we waited.
+        if let Some(found) = store.client_registration(&provider.id, instance, redirect_uri).await? {
+            return provider.at_instance(&found);
+        }
+        let client = provider.register_client(&self.inner.http, instance).await?;
+        let registration = ClientRegistration {
+            id: Uuid::now_v7(),
+            provider: provider.id.clone(),
+            instance: instance.clone(),
+            redirect_uri: redirect_uri.clone(),
+            scopes: provider.settings.scopes.clone(),
+            client,
+            created_at: Utc::now(),
+        };
+        let stored = store.insert_client_registration(&registration).await?;
+        if stored.id == registration.id {
+            tracing::info!(provider = %provider.id, instance = %instance, "client registered on a new server");
+        } else {
+            tracing::info!(provider = %provider.id, instance = %instance, "another process registered first");
+        }
+        provider.at_instance(&stored)
+    }
+
+    /// The provider of an existing connection: as configured, or on the connection's server.
+    pub(crate) async fn connection_provider(&self, conn: &Connection) -> Result<Cow<'_, ConfiguredProvider>> {
+        let provider = self.provider(conn.provider.as_str())?;
+        if !provider.is_per_instance() {
+            return Ok(Cow::Borrowed(provider));
+        }
+        let stored = conn.instance.as_deref().ok_or_else(|| {
+            Error::Store(format!("connection {} of a per-instance provider has no instance", conn.id))
+        })?;
+        let instance = self.check_instance(provider, stored)?;
+        Ok(Cow::Owned(self.provider_at(provider, &instance, false).await?))
+    }
+}
