@@ -17,6 +17,7 @@ mod providers_discord;
 mod providers_facebook;
 mod providers_google;
 mod providers_linkedin;
+mod providers_microsoft;
 mod providers_pinterest;
 mod providers_reddit;
 mod providers_spotify;

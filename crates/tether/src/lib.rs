@@ -22,6 +22,8 @@ pub use tether_provider_facebook as facebook;
 pub use tether_provider_generic as generic;
 #[cfg(feature = "google")]
 pub use tether_provider_google as google;
+#[cfg(feature = "microsoft")]
+pub use tether_provider_microsoft as microsoft;
 #[cfg(feature = "github")]
 pub use tether_provider_github as github;
 #[cfg(feature = "linkedin")]
@@ -50,6 +52,8 @@ pub fn builtin_provider_ids() -> Vec<&'static str> {
         github::SPEC.id,
         #[cfg(feature = "google")]
         google::SPEC.id,
+        #[cfg(feature = "microsoft")]
+        microsoft::SPEC.id,
         #[cfg(feature = "linkedin")]
         linkedin::SPEC.id,
         #[cfg(feature = "pinterest")]
