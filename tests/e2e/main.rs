@@ -21,6 +21,7 @@ mod providers_microsoft;
 mod providers_pinterest;
 mod providers_reddit;
 mod providers_spotify;
+mod providers_twitch;
 mod proxy;
 mod replicas;
 mod security;

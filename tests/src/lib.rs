@@ -139,6 +139,7 @@ impl Harness {
             // Pinterest cannot revoke user tokens: no revoke_url.
             "pinterest" => Some(("oauth/", "v5/oauth/token", "v5/user_account", None)),
             "facebook" => Some(("dialog/oauth", "oauth/access_token", "me?fields=id,name", Some("me/permissions"))),
+            "twitch" => Some(("oauth2/authorize", "oauth2/token", "helix/users", Some("oauth2/revoke"))),
             // Spotify has no revocation endpoint.
             "spotify" => Some(("authorize", "api/token", "v1/me", None)),
             "discord" => {

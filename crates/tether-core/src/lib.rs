@@ -45,6 +45,7 @@ pub use provider::{
     ProviderContext, ProviderRegistration, ProviderRegistry, ProviderSettings, ProviderSpec, RevokeOutcome, get_json,
     parse_account,
 };
+pub use provider::{TokenErrorClassifier, request_tokens};
 pub use random::{hash_secret, random_token, secure_eq};
 pub use seal::{EncryptionKey, KeyRing, SealContext, SealedSecret};
 pub use store::{ConnectionStore, EventStore, FlowStore, LeaseOutcome, Store, StoredTokens};

@@ -34,6 +34,8 @@ pub use tether_provider_pinterest as pinterest;
 pub use tether_provider_reddit as reddit;
 #[cfg(feature = "spotify")]
 pub use tether_provider_spotify as spotify;
+#[cfg(feature = "twitch")]
+pub use tether_provider_twitch as twitch;
 #[cfg(feature = "twitter")]
 pub use tether_provider_twitter as twitter;
 
@@ -62,6 +64,8 @@ pub fn builtin_provider_ids() -> Vec<&'static str> {
         reddit::SPEC.id,
         #[cfg(feature = "spotify")]
         spotify::SPEC.id,
+        #[cfg(feature = "twitch")]
+        twitch::SPEC.id,
         #[cfg(feature = "twitter")]
         twitter::SPEC.id,
         #[cfg(feature = "twitter")]

@@ -3,6 +3,7 @@
 mod config;
 mod defaults;
 mod registry;
+mod token_request;
 
 use std::fmt;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use url::Url;
 
 pub use config::{ProviderConfig, ProviderSettings};
 pub use registry::{ConfiguredProvider, ProviderRegistration, ProviderRegistry};
+pub use token_request::{TokenErrorClassifier, request_tokens};
 
 use crate::{AccountIdentity, ProviderId, Result, TokenSet};
 
