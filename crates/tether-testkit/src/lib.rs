@@ -46,6 +46,8 @@
 //! | [`Dropbox`](MockFlavor::Dropbox) | `/oauth2/authorize`, `POST /oauth2/token`, `POST /2/users/get_current_account`, `POST /2/auth/token/revoke` (Bearer) |
 //! | [`Notion`](MockFlavor::Notion) | `/v1/oauth/authorize`, `POST /v1/oauth/token` (JSON body), `GET /v1/users/me`, `POST /v1/oauth/revoke` (JSON body) |
 //! | [`Zoom`](MockFlavor::Zoom) | `/oauth/authorize`, `POST /oauth/token`, `GET /v2/users/me`, `POST /oauth/revoke` |
+//! | [`Instagram`](MockFlavor::Instagram) | `/oauth/authorize`, `POST /oauth/access_token`, `GET /access_token` (`ig_exchange_token`), `GET /refresh_access_token` (`ig_refresh_token`), `GET /me`, `GET /{version}/me` |
+//! | [`Threads`](MockFlavor::Threads) | `/oauth/authorize`, `POST /oauth/access_token`, `GET /access_token` (`th_exchange_token`), `GET /refresh_access_token` (`th_refresh_token`), `GET /me`, `GET /{version}/me` |
 //!
 //! ```no_run
 //! # async fn example() -> std::io::Result<()> {
@@ -203,6 +205,23 @@ pub enum MockFlavor {
     /// "last_name","display_name","email",…}`, 401 `{"code":124,"message"}`); `/oauth/revoke`
     /// (Basic, `token=`) answers `{"status":"success"}` and ends the authorization.
     Zoom,
+    /// Instagram ("Instagram API with Instagram Login"): client credentials in the body, no
+    /// PKCE; the code exchange (`POST /oauth/access_token`, `grant_type=authorization_code`)
+    /// answers `{"data":[{"access_token","user_id","permissions"}]}` with a short-lived token
+    /// (at most one hour) and no refresh token, and its errors are
+    /// `{"error_type":"OAuthException","code":400,"error_message"}`; the Graph endpoints
+    /// `GET /access_token?grant_type=ig_exchange_token&client_secret&access_token` (short-lived
+    /// to long-lived, `access_token_ttl`) and `GET /refresh_access_token?grant_type=ig_refresh_token&access_token`
+    /// (a long-lived token at least 24 hours old, see [`MockProvider::set_min_refresh_age`];
+    /// presented tokens keep working until they expire) answer Meta errors (190 for dead
+    /// tokens); `/me?fields=user_id,username,…` (`user_id` is the professional account id);
+    /// the authorization redirect ends in `#_`. No revocation endpoint.
+    Instagram,
+    /// Threads: like [`Instagram`](MockFlavor::Instagram) with `th_exchange_token` and
+    /// `th_refresh_token`, a flat code-exchange answer `{"access_token","user_id"}`, Meta
+    /// errors everywhere, and `/me?fields=id,username,name` (`id` = the token's `user_id`). No
+    /// revocation endpoint.
+    Threads,
 }
 
 /// A failure to inject into every `/token` request (code exchanges and refreshes alike), see
@@ -289,6 +308,8 @@ impl MockProviderConfig {
     /// | `Dropbox` | either | optional | 4 h | yes (`token_access_type=offline`), not rotated |
     /// | `Notion` | Basic | unsupported | no expiry | rotating |
     /// | `Zoom` | Basic | optional | 1 h | rotating |
+    /// | `Instagram` | body | unsupported | long-lived 60 days | none (`ig_refresh_token`) |
+    /// | `Threads` | body | unsupported | long-lived 60 days | none (`th_refresh_token`) |
     pub fn for_flavor(flavor: MockFlavor) -> Self {
         const DAY: u64 = 86_400;
         let (client_auth, pkce, ttl, refresh, rotate) = match flavor {
@@ -306,6 +327,9 @@ impl MockProviderConfig {
             MockFlavor::Dropbox => (MockClientAuth::Either, MockPkce::Optional, Some(14_400), true, false),
             MockFlavor::Notion => (MockClientAuth::Basic, MockPkce::Unsupported, None, true, true),
             MockFlavor::Zoom => (MockClientAuth::Basic, MockPkce::Optional, Some(3599), true, true),
+            MockFlavor::Instagram | MockFlavor::Threads => {
+                (MockClientAuth::Post, MockPkce::Unsupported, Some(60 * DAY), false, false)
+            }
         };
         Self {
             client_auth,

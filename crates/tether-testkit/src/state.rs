@@ -79,6 +79,8 @@ pub(crate) struct MockState {
     /// Logins that consented once (Google issues a refresh token to a returning user only with
     /// `prompt=consent`).
     pub(crate) consented: std::collections::HashSet<String>,
+    /// Instagram and Threads: the age a long-lived token must reach to be renewed (`None`: 24 h).
+    pub(crate) min_refresh_age: Option<Duration>,
 }
 
 impl MockState {

@@ -26,6 +26,8 @@ pub use tether_provider_google as google;
 pub use tether_provider_microsoft as microsoft;
 #[cfg(feature = "github")]
 pub use tether_provider_github as github;
+#[cfg(feature = "instagram")]
+pub use tether_provider_instagram as instagram;
 #[cfg(feature = "linkedin")]
 pub use tether_provider_linkedin as linkedin;
 #[cfg(feature = "pinterest")]
@@ -36,6 +38,8 @@ pub use tether_provider_reddit as reddit;
 pub use tether_provider_spotify as spotify;
 #[cfg(feature = "twitch")]
 pub use tether_provider_twitch as twitch;
+#[cfg(feature = "threads")]
+pub use tether_provider_threads as threads;
 #[cfg(feature = "twitter")]
 pub use tether_provider_twitter as twitter;
 
@@ -52,6 +56,8 @@ pub fn builtin_provider_ids() -> Vec<&'static str> {
         generic::SPEC.id,
         #[cfg(feature = "github")]
         github::SPEC.id,
+        #[cfg(feature = "instagram")]
+        instagram::SPEC.id,
         #[cfg(feature = "google")]
         google::SPEC.id,
         #[cfg(feature = "microsoft")]
@@ -66,6 +72,8 @@ pub fn builtin_provider_ids() -> Vec<&'static str> {
         spotify::SPEC.id,
         #[cfg(feature = "twitch")]
         twitch::SPEC.id,
+        #[cfg(feature = "threads")]
+        threads::SPEC.id,
         #[cfg(feature = "twitter")]
         twitter::SPEC.id,
         #[cfg(feature = "twitter")]

@@ -58,7 +58,7 @@ fn unauthorized(flavor: MockFlavor, problem: TokenProblem) -> HttpResponse {
         MockFlavor::Pinterest => {
             HttpResponse::Unauthorized().json(json!({ "code": 2, "message": "Authentication failed." }))
         }
-        MockFlavor::Facebook => meta_token_error(problem),
+        MockFlavor::Facebook | MockFlavor::Instagram | MockFlavor::Threads => meta_token_error(problem),
         MockFlavor::Discord => HttpResponse::Unauthorized().json(json!({ "message": "401: Unauthorized", "code": 0 })),
         MockFlavor::Spotify => HttpResponse::Unauthorized()
             .json(json!({ "error": { "status": 401, "message": "Invalid access token" } })),
@@ -171,6 +171,7 @@ pub(crate) async fn userinfo(mock: web::Data<MockProvider>, req: HttpRequest) ->
             "monthly_views": 0,
         })),
         MockFlavor::Facebook => facebook_me(&req, &login),
+        MockFlavor::Instagram | MockFlavor::Threads => super::meta_login::me(flavor, &req, &login),
         MockFlavor::Google => HttpResponse::Ok().json(json!({
             // 21 digits, like Google's.
             "sub": format!("10{}1", account_digits(&login)),

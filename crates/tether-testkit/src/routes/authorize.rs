@@ -182,6 +182,10 @@ fn issue_code(mock: &MockProvider, p: &Params, req: &AuthRequest<'_>, login: &st
         // Facebook appends this fragment to the redirect after a successful login.
         redirect_uri.set_fragment(Some("_=_"));
     }
+    if matches!(mock.config.flavor, MockFlavor::Instagram | MockFlavor::Threads) {
+        // Instagram and Threads append `#_`.
+        redirect_uri.set_fragment(Some("_"));
+    }
     redirect_with(&redirect_uri, &pairs)
 }
 

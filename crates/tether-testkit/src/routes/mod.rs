@@ -2,6 +2,7 @@
 
 mod api;
 mod authorize;
+mod meta_login;
 mod token;
 
 use std::collections::HashMap;
@@ -45,6 +46,9 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig, mock: MockProvider) {
             MockFlavor::Dropbox => (&["/oauth2/authorize"], &["/oauth2/token"], &[], &[]),
             MockFlavor::Notion => (&["/v1/oauth/authorize"], &["/v1/oauth/token"], &["/v1/users/me"], &[]),
             MockFlavor::Zoom => (&["/oauth/authorize"], &["/oauth/token"], &["/v2/users/me"], &["/oauth/revoke"]),
+            MockFlavor::Instagram | MockFlavor::Threads => {
+                (&["/oauth/authorize"], &["/oauth/access_token"], &["/me", "/{version}/me"], &[])
+            }
         };
     cfg.app_data(web::Data::new(mock))
         // "" answers the bare mount point (`/demo`) inside a scope; "/" the root or `/demo/`.
@@ -89,6 +93,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig, mock: MockProvider) {
         MockFlavor::Notion => {
             cfg.service(resource(&["/v1/oauth/revoke"]).route(web::post().to(api::notion_revoke)));
         }
+        MockFlavor::Instagram | MockFlavor::Threads => meta_login::configure(cfg),
         _ => {}
     }
 }
@@ -213,6 +218,8 @@ async fn index(mock: web::Data<MockProvider>) -> HttpResponse {
         MockFlavor::Dropbox => "Dropbox-shaped",
         MockFlavor::Notion => "Notion-shaped",
         MockFlavor::Zoom => "Zoom-shaped",
+        MockFlavor::Instagram => "Instagram-shaped",
+        MockFlavor::Threads => "Threads-shaped",
     };
     page(
         StatusCode::OK,

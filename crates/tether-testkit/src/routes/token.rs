@@ -98,7 +98,8 @@ pub(crate) fn error_response(mock: &MockProvider, req: &HttpRequest, err: OAuthE
         MockFlavor::GitHub => github_error(req, err),
         MockFlavor::Reddit => reddit_error(err),
         MockFlavor::Pinterest => pinterest_error(err),
-        MockFlavor::Facebook => meta_error(err),
+        MockFlavor::Facebook | MockFlavor::Threads => meta_error(err),
+        MockFlavor::Instagram => super::meta_login::instagram_error(err),
         MockFlavor::Twitch => twitch_error(err),
         MockFlavor::Microsoft => microsoft_error(err),
         MockFlavor::Notion => notion_error(err),
@@ -549,6 +550,7 @@ fn prefixes(flavor: MockFlavor) -> (&'static str, &'static str) {
         MockFlavor::Dropbox => ("sl.", "drt-"),
         MockFlavor::Notion => ("ntn_", "nrt_"),
         MockFlavor::Zoom => ("eyJzv", "eyJzr"),
+        MockFlavor::Instagram | MockFlavor::Threads => super::meta_login::prefixes(flavor),
     }
 }
 
@@ -692,7 +694,8 @@ fn code_grant(mock: &MockProvider, form: &Params) -> Result<Issued, OAuthError> 
             c.grant = Some(grant);
         }
         s.code_exchanges += 1;
-        let facebook = cfg.flavor == MockFlavor::Facebook;
+        // Meta logins give a short-lived token for a code.
+        let facebook = matches!(cfg.flavor, MockFlavor::Facebook | MockFlavor::Instagram | MockFlavor::Threads);
         let access_ttl = match (facebook, cfg.access_token_ttl) {
             // Facebook: a short-lived token, at most an hour.
             (true, ttl) => Some(ttl.map_or(FACEBOOK_SHORT_TTL, |t| t.min(FACEBOOK_SHORT_TTL))),
@@ -833,6 +836,9 @@ fn success(cfg: &MockProviderConfig, req: &HttpRequest, issued: Issued) -> HttpR
         return form_body(&pairs);
     }
     let mut body = match cfg.flavor {
+        MockFlavor::Instagram | MockFlavor::Threads => {
+            return super::meta_login::code_answer(cfg.flavor, &issued.access, &issued.login, &issued.scopes);
+        }
         // Graph API: no scope (granted permissions are at /me/permissions).
         MockFlavor::Facebook => json!({ "access_token": issued.access, "token_type": "bearer" }),
         MockFlavor::LinkedIn => json!({ "access_token": issued.access, "token_type": "Bearer", "scope": scope }),
