@@ -14,6 +14,7 @@ mod github;
 mod lifecycle;
 mod openapi;
 mod providers_discord;
+mod providers_dropbox;
 mod providers_facebook;
 mod providers_google;
 mod providers_instagram;
