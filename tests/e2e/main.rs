@@ -25,6 +25,7 @@ mod providers_reddit;
 mod providers_spotify;
 mod providers_threads;
 mod providers_twitch;
+mod providers_zoom;
 mod proxy;
 mod replicas;
 mod security;

@@ -139,6 +139,7 @@ impl Harness {
             // Pinterest cannot revoke user tokens: no revoke_url.
             "pinterest" => Some(("oauth/", "v5/oauth/token", "v5/user_account", None)),
             "facebook" => Some(("dialog/oauth", "oauth/access_token", "me?fields=id,name", Some("me/permissions"))),
+            "zoom" => Some(("oauth/authorize", "oauth/token", "v2/users/me", Some("oauth/revoke"))),
             // Instagram and Threads revoke nothing; their long-lived exchange and renewal hang off api_base_url.
             "instagram" => Some(("oauth/authorize", "oauth/access_token", "v25.0/me?fields=user_id,username", None)),
             "threads" => Some(("oauth/authorize", "oauth/access_token", "v1.0/me?fields=id,username,name", None)),

@@ -199,11 +199,15 @@ pub enum MockFlavor {
     /// `/v1/oauth/revoke` (Basic, `Notion-Version`, JSON `{"token"}`) ends the authorization and
     /// answers `{"request_id"}`. Access tokens carry no `expires_in`.
     Notion,
-    /// Zoom: HTTP Basic, one-hour tokens, a new refresh token on every refresh; errors
-    /// `{"reason","error"}` where a dead refresh token is `{"reason":"Invalid Token!",
-    /// "error":"invalid_request"}` (not `invalid_grant`); `/v2/users/me` (`{"id","first_name",
-    /// "last_name","display_name","email",…}`, 401 `{"code":124,"message"}`); `/oauth/revoke`
-    /// (Basic, `token=`) answers `{"status":"success"}` and ends the authorization.
+    /// Zoom: HTTP Basic, optional PKCE (S256), one-hour tokens, a new refresh token on every
+    /// refresh (the used one dies); without a `scope` parameter the app's configured scope
+    /// (`user:read:user`) is granted; token responses carry `api_url`; errors
+    /// `{"reason","error"}`, all with HTTP 400, where a dead refresh token is
+    /// `{"reason":"Invalid Token!","error":"invalid_request"}` (not `invalid_grant`) and bad
+    /// client credentials `{"reason":"Invalid client_id or client_secret","error":
+    /// "invalid_client"}`; `/v2/users/me` (`{"id","first_name","last_name","display_name",
+    /// "email",…}`, 401 `{"code":124,"message"}`); `/oauth/revoke` (Basic, `token=`) answers
+    /// `{"status":"success"}` and ends the authorization.
     Zoom,
     /// Instagram ("Instagram API with Instagram Login"): client credentials in the body, no
     /// PKCE; the code exchange (`POST /oauth/access_token`, `grant_type=authorization_code`)

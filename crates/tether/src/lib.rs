@@ -44,6 +44,8 @@ pub use tether_provider_twitch as twitch;
 pub use tether_provider_threads as threads;
 #[cfg(feature = "twitter")]
 pub use tether_provider_twitter as twitter;
+#[cfg(feature = "zoom")]
+pub use tether_provider_zoom as zoom;
 
 /// Ids of the providers this build links, as enabled by cargo features.
 pub fn builtin_provider_ids() -> Vec<&'static str> {
@@ -82,6 +84,8 @@ pub fn builtin_provider_ids() -> Vec<&'static str> {
         twitter::SPEC.id,
         #[cfg(feature = "twitter")]
         twitter::OAUTH1_SPEC.id,
+        #[cfg(feature = "zoom")]
+        zoom::SPEC.id,
     ]
     .to_vec()
 }

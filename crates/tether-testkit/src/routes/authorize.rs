@@ -13,6 +13,10 @@ use crate::{MockFlavor, MockPkce, MockProvider};
 /// The login the consent page suggests.
 const DEFAULT_LOGIN: &str = "demo-user";
 
+/// What a Zoom-flavored mock grants when the request names no scope: the scope a Zoom app
+/// reading its user's profile is configured with.
+const ZOOM_APP_SCOPE: &str = "user:read:user";
+
 #[derive(Template)]
 #[template(path = "consent.html")]
 struct ConsentPage<'a> {
@@ -157,7 +161,12 @@ fn issue_code(mock: &MockProvider, p: &Params, req: &AuthRequest<'_>, login: &st
         let first = mock.with(|s| s.consented.insert(login.to_owned()));
         offline = offline && (first || again);
     }
-    let scopes = p.get("scope").map(|s| split_scopes(s).map(str::to_owned).collect()).unwrap_or_default();
+    let mut scopes: Vec<String> =
+        p.get("scope").map(|s| split_scopes(s).map(str::to_owned).collect()).unwrap_or_default();
+    // Zoom: an app's scopes are chosen on its Marketplace page, not in the request.
+    if mock.config.flavor == MockFlavor::Zoom && scopes.is_empty() {
+        scopes = vec![ZOOM_APP_SCOPE.to_owned()];
+    }
     let issued = IssuedCode {
         client_id: mock.config.client_id.clone(),
         redirect_uri: p.get("redirect_uri").cloned().unwrap_or_default(),

@@ -221,11 +221,12 @@ pub(crate) fn notion_error_body(status: StatusCode, code: &str, message: &str) -
 fn zoom_error(err: OAuthError) -> HttpResponse {
     let (status, code, reason) = match err {
         OAuthError::InvalidRequest(d) => (StatusCode::BAD_REQUEST, "invalid_request", d),
+        // Zoom answers 400 to bad client credentials too.
         OAuthError::InvalidClient { description, method: true } => {
-            (StatusCode::UNAUTHORIZED, "invalid_client", description)
+            (StatusCode::BAD_REQUEST, "invalid_client", description)
         }
         OAuthError::InvalidClient { method: false, .. } => {
-            (StatusCode::UNAUTHORIZED, "invalid_client", "Invalid client_id or client_secret")
+            (StatusCode::BAD_REQUEST, "invalid_client", "Invalid client_id or client_secret")
         }
         OAuthError::BadCode(_) => (StatusCode::BAD_REQUEST, "invalid_request", "Invalid authorization code"),
         OAuthError::BadRefreshToken | OAuthError::BadAccessToken(_) => {
@@ -852,6 +853,10 @@ fn success(cfg: &MockProviderConfig, req: &HttpRequest, issued: Issued) -> HttpR
         MockFlavor::Twitch => json!({ "access_token": issued.access, "token_type": "bearer", "scope": issued.scopes }),
         MockFlavor::Spotify | MockFlavor::Microsoft | MockFlavor::Discord => {
             json!({ "access_token": issued.access, "token_type": "Bearer", "scope": scope })
+        }
+        // Zoom names the API host of the user's data center.
+        MockFlavor::Zoom => {
+            json!({ "access_token": issued.access, "token_type": "bearer", "scope": scope, "api_url": "https://api.zoom.us" })
         }
         MockFlavor::Dropbox => json!({
             "access_token": issued.access,
