@@ -24,6 +24,7 @@ mod providers_pinterest;
 mod providers_reddit;
 mod providers_spotify;
 mod providers_threads;
+mod providers_tiktok;
 mod providers_twitch;
 mod providers_zoom;
 mod proxy;

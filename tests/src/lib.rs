@@ -143,6 +143,12 @@ impl Harness {
             // Instagram and Threads revoke nothing; their long-lived exchange and renewal hang off api_base_url.
             "instagram" => Some(("oauth/authorize", "oauth/access_token", "v25.0/me?fields=user_id,username", None)),
             "threads" => Some(("oauth/authorize", "oauth/access_token", "v1.0/me?fields=id,username,name", None)),
+            "tiktok" => Some((
+                "v2/auth/authorize/",
+                "v2/oauth/token/",
+                "v2/user/info/?fields=open_id,union_id,avatar_url,display_name",
+                Some("v2/oauth/revoke/"),
+            )),
             "twitch" => Some(("oauth2/authorize", "oauth2/token", "helix/users", Some("oauth2/revoke"))),
             // Spotify has no revocation endpoint.
             "spotify" => Some(("authorize", "api/token", "v1/me", None)),

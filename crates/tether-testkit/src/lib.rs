@@ -48,6 +48,7 @@
 //! | [`Zoom`](MockFlavor::Zoom) | `/oauth/authorize`, `POST /oauth/token`, `GET /v2/users/me`, `POST /oauth/revoke` |
 //! | [`Instagram`](MockFlavor::Instagram) | `/oauth/authorize`, `POST /oauth/access_token`, `GET /access_token` (`ig_exchange_token`), `GET /refresh_access_token` (`ig_refresh_token`), `GET /me`, `GET /{version}/me` |
 //! | [`Threads`](MockFlavor::Threads) | `/oauth/authorize`, `POST /oauth/access_token`, `GET /access_token` (`th_exchange_token`), `GET /refresh_access_token` (`th_refresh_token`), `GET /me`, `GET /{version}/me` |
+//! | [`TikTok`](MockFlavor::TikTok) | `/v2/auth/authorize/`, `POST /v2/oauth/token/`, `GET /v2/user/info/`, `POST /v2/oauth/revoke/` (`client_key` everywhere) |
 //!
 //! ```no_run
 //! # async fn example() -> std::io::Result<()> {
@@ -226,6 +227,16 @@ pub enum MockFlavor {
     /// errors everywhere, and `/me?fields=id,username,name` (`id` = the token's `user_id`). No
     /// revocation endpoint.
     Threads,
+    /// TikTok (Login Kit v2): the client is `client_key` (authorization request, token and
+    /// revocation forms; a `client_id` is ignored), credentials in the body only; PKCE checked
+    /// when sent, with TikTok's **hex** S256 challenge (`hex(SHA-256(verifier))`); token answers
+    /// `{"access_token","expires_in","open_id","refresh_token","refresh_expires_in","scope"
+    /// (comma separated),"token_type"}`, tokens `act.…`/`rft.…`; refresh tokens rotate (the
+    /// used one dies) and last 180 days; errors `{"error","error_description","log_id"}` with
+    /// **HTTP 200**; `/v2/user/info/?fields=…` answers `{"data":{"user":{…}},"error":{"code":
+    /// "ok","message","log_id"}}` (401 `access_token_invalid`); `/v2/oauth/revoke/` (form
+    /// `client_key`, `client_secret`, `token`) ends the whole authorization.
+    TikTok,
 }
 
 /// A failure to inject into every `/token` request (code exchanges and refreshes alike), see
@@ -314,6 +325,7 @@ impl MockProviderConfig {
     /// | `Zoom` | Basic | optional | 1 h | rotating |
     /// | `Instagram` | body | unsupported | long-lived 60 days | none (`ig_refresh_token`) |
     /// | `Threads` | body | unsupported | long-lived 60 days | none (`th_refresh_token`) |
+    /// | `TikTok` | body (`client_key`) | optional, hex S256 | 2 h | rotating, 180 days |
     pub fn for_flavor(flavor: MockFlavor) -> Self {
         const DAY: u64 = 86_400;
         let (client_auth, pkce, ttl, refresh, rotate) = match flavor {
@@ -334,6 +346,7 @@ impl MockProviderConfig {
             MockFlavor::Instagram | MockFlavor::Threads => {
                 (MockClientAuth::Post, MockPkce::Unsupported, Some(60 * DAY), false, false)
             }
+            MockFlavor::TikTok => (MockClientAuth::Post, MockPkce::Optional, Some(7200), true, true),
         };
         Self {
             client_auth,

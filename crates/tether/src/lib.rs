@@ -42,6 +42,8 @@ pub use tether_provider_spotify as spotify;
 pub use tether_provider_twitch as twitch;
 #[cfg(feature = "threads")]
 pub use tether_provider_threads as threads;
+#[cfg(feature = "tiktok")]
+pub use tether_provider_tiktok as tiktok;
 #[cfg(feature = "twitter")]
 pub use tether_provider_twitter as twitter;
 #[cfg(feature = "zoom")]
@@ -80,6 +82,8 @@ pub fn builtin_provider_ids() -> Vec<&'static str> {
         twitch::SPEC.id,
         #[cfg(feature = "threads")]
         threads::SPEC.id,
+        #[cfg(feature = "tiktok")]
+        tiktok::SPEC.id,
         #[cfg(feature = "twitter")]
         twitter::SPEC.id,
         #[cfg(feature = "twitter")]

@@ -69,8 +69,10 @@ fn redirect_error(req: &AuthRequest<'_>, code: &str, description: &str) -> HttpR
 /// client or redirect URI cannot be trusted, otherwise an error redirect.
 fn check<'a>(mock: &MockProvider, p: &'a Params) -> Result<AuthRequest<'a>, Reject> {
     let cfg = &mock.config;
-    match p.get("client_id") {
-        None => return Err(error_page("The request has no client_id.").into()),
+    // TikTok names the client `client_key`.
+    let client_param = if cfg.flavor == MockFlavor::TikTok { "client_key" } else { "client_id" };
+    match p.get(client_param) {
+        None => return Err(error_page(&format!("The request has no {client_param}.")).into()),
         Some(id) if *id != cfg.client_id => {
             return Err(error_page(&format!("The application \"{id}\" is not registered with this provider.")).into());
         }

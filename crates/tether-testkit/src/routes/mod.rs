@@ -3,6 +3,7 @@
 mod api;
 mod authorize;
 mod meta_login;
+mod tiktok;
 mod token;
 
 use std::collections::HashMap;
@@ -49,6 +50,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig, mock: MockProvider) {
             MockFlavor::Instagram | MockFlavor::Threads => {
                 (&["/oauth/authorize"], &["/oauth/access_token"], &["/me", "/{version}/me"], &[])
             }
+            MockFlavor::TikTok => (&["/v2/auth/authorize/"], &["/v2/oauth/token/"], &["/v2/user/info/"], &[]),
         };
     cfg.app_data(web::Data::new(mock))
         // "" answers the bare mount point (`/demo`) inside a scope; "/" the root or `/demo/`.
@@ -94,6 +96,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig, mock: MockProvider) {
             cfg.service(resource(&["/v1/oauth/revoke"]).route(web::post().to(api::notion_revoke)));
         }
         MockFlavor::Instagram | MockFlavor::Threads => meta_login::configure(cfg),
+        MockFlavor::TikTok => tiktok::configure(cfg),
         _ => {}
     }
 }
@@ -220,6 +223,7 @@ async fn index(mock: web::Data<MockProvider>) -> HttpResponse {
         MockFlavor::Zoom => "Zoom-shaped",
         MockFlavor::Instagram => "Instagram-shaped",
         MockFlavor::Threads => "Threads-shaped",
+        MockFlavor::TikTok => "TikTok-shaped",
     };
     page(
         StatusCode::OK,

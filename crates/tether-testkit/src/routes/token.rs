@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::{Params, basic_credentials, reddit_requires_user_agent, same_secret};
 use crate::state::{
-    AccessToken, MockState, RefreshToken, account_digits, account_member_id, account_uuid, pkce_shaped, random, s256,
+    AccessToken, MockState, RefreshToken, account_digits, account_member_id, account_uuid, pkce_shaped, random,
 };
 use crate::{MockClientAuth, MockFailure, MockFlavor, MockPkce, MockProvider, MockProviderConfig};
 
@@ -100,6 +100,7 @@ pub(crate) fn error_response(mock: &MockProvider, req: &HttpRequest, err: OAuthE
         MockFlavor::Pinterest => pinterest_error(err),
         MockFlavor::Facebook | MockFlavor::Threads => meta_error(err),
         MockFlavor::Instagram => super::meta_login::instagram_error(err),
+        MockFlavor::TikTok => super::tiktok::token_error(err),
         MockFlavor::Twitch => twitch_error(err),
         MockFlavor::Microsoft => microsoft_error(err),
         MockFlavor::Notion => notion_error(err),
@@ -416,6 +417,9 @@ pub(crate) async fn token(mock: web::Data<MockProvider>, req: HttpRequest, form:
             params.entry(k).or_insert(v);
         }
     }
+    if mock.config.flavor == MockFlavor::TikTok {
+        params = super::tiktok::client_key_params(params);
+    }
     token_request(&mock, &req, params).await
 }
 
@@ -552,6 +556,7 @@ fn prefixes(flavor: MockFlavor) -> (&'static str, &'static str) {
         MockFlavor::Notion => ("ntn_", "nrt_"),
         MockFlavor::Zoom => ("eyJzv", "eyJzr"),
         MockFlavor::Instagram | MockFlavor::Threads => super::meta_login::prefixes(flavor),
+        MockFlavor::TikTok => super::tiktok::PREFIXES,
     }
 }
 
@@ -561,6 +566,7 @@ fn refresh_lifetime(flavor: MockFlavor) -> Option<Duration> {
         MockFlavor::LinkedIn => Some(Duration::from_secs(LINKEDIN_REFRESH_TTL_SECS)),
         MockFlavor::Pinterest => Some(Duration::from_secs(PINTEREST_REFRESH_TTL_SECS)),
         MockFlavor::Spotify => Some(Duration::from_secs(SPOTIFY_REFRESH_TTL_SECS)),
+        MockFlavor::TikTok => Some(super::tiktok::REFRESH_TTL),
         _ => None,
     }
 }
@@ -679,7 +685,7 @@ fn code_grant(mock: &MockProvider, form: &Params) -> Result<Issued, OAuthError> 
             (Some(_), Some(v)) if !pkce_shaped(v) => {
                 return Err(OAuthError::BadCode("code_verifier must be 43 to 128 characters of [A-Za-z0-9-._~]"));
             }
-            (Some(challenge), Some(v)) if s256(v) != *challenge => {
+            (Some(challenge), Some(v)) if super::tiktok::challenge(cfg.flavor, v) != *challenge => {
                 return Err(OAuthError::BadCode("code_verifier does not match the code_challenge"));
             }
             (None, Some(_)) if cfg.pkce == MockPkce::Required => {
@@ -839,6 +845,17 @@ fn success(cfg: &MockProviderConfig, req: &HttpRequest, issued: Issued) -> HttpR
     let mut body = match cfg.flavor {
         MockFlavor::Instagram | MockFlavor::Threads => {
             return super::meta_login::code_answer(cfg.flavor, &issued.access, &issued.login, &issued.scopes);
+        }
+        MockFlavor::TikTok => {
+            let i = &issued;
+            return super::tiktok::token_answer(
+                &i.login,
+                &i.access,
+                i.access_ttl,
+                i.refresh.as_deref(),
+                i.refresh_ttl,
+                &i.scopes,
+            );
         }
         // Graph API: no scope (granted permissions are at /me/permissions).
         MockFlavor::Facebook => json!({ "access_token": issued.access, "token_type": "bearer" }),
