@@ -19,6 +19,7 @@ mod providers_facebook;
 mod providers_google;
 mod providers_instagram;
 mod providers_linkedin;
+mod providers_mastodon;
 mod providers_microsoft;
 mod providers_pinterest;
 mod providers_reddit;

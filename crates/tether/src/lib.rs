@@ -32,6 +32,8 @@ pub use tether_provider_github as github;
 pub use tether_provider_instagram as instagram;
 #[cfg(feature = "linkedin")]
 pub use tether_provider_linkedin as linkedin;
+#[cfg(feature = "mastodon")]
+pub use tether_provider_mastodon as mastodon;
 #[cfg(feature = "pinterest")]
 pub use tether_provider_pinterest as pinterest;
 #[cfg(feature = "reddit")]
@@ -72,6 +74,8 @@ pub fn builtin_provider_ids() -> Vec<&'static str> {
         microsoft::SPEC.id,
         #[cfg(feature = "linkedin")]
         linkedin::SPEC.id,
+        #[cfg(feature = "mastodon")]
+        mastodon::SPEC.id,
         #[cfg(feature = "pinterest")]
         pinterest::SPEC.id,
         #[cfg(feature = "reddit")]
