@@ -21,6 +21,7 @@ mod providers_instagram;
 mod providers_linkedin;
 mod providers_mastodon;
 mod providers_microsoft;
+mod providers_notion;
 mod providers_pinterest;
 mod providers_reddit;
 mod providers_spotify;

@@ -22,6 +22,8 @@ pub use tether_provider_facebook as facebook;
 pub use tether_provider_generic as generic;
 #[cfg(feature = "google")]
 pub use tether_provider_google as google;
+#[cfg(feature = "notion")]
+pub use tether_provider_notion as notion;
 #[cfg(feature = "dropbox")]
 pub use tether_provider_dropbox as dropbox;
 #[cfg(feature = "microsoft")]
@@ -68,6 +70,8 @@ pub fn builtin_provider_ids() -> Vec<&'static str> {
         instagram::SPEC.id,
         #[cfg(feature = "google")]
         google::SPEC.id,
+        #[cfg(feature = "notion")]
+        notion::SPEC.id,
         #[cfg(feature = "dropbox")]
         dropbox::SPEC.id,
         #[cfg(feature = "microsoft")]
