@@ -476,3 +476,33 @@ async fn demo_mode_generates_and_keeps_an_admin_password() {
     assert!(lines.iter().any(|l| l.ends_with(&format!(": {password}"))), "{lines:?}");
     child.kill().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_connection_page_shows_each_events_webhook_deliveries() {
+    // "app" gets every default event but nothing listens on its port (connection refused, one
+    // attempt, then failed); "audit" only wants disconnections, so `connected` has no delivery there.
+    let webhooks = "[[webhooks]]\nname = \"app\"\nurl = \"http://127.0.0.1:9/hooks\"\nsecret = \"0123456789abcdef0123\"\n\n\
+         [[webhooks]]\nname = \"audit\"\nurl = \"http://127.0.0.1:9/audit\"\nsecret = \"0123456789abcdef0123\"\n\
+         events = [\"disconnected\"]\n\n[webhook_delivery]\nmax_attempts = 1\npoll_interval_ms = 100\n";
+    let h = harness(format!("{}{webhooks}", admin_config())).await;
+    let id = h.connect("user-1").await;
+    let mut failed = false;
+    for _ in 0..100 {
+        let (_, body) = h.api_call(Method::GET, &format!("/v1/webhooks/deliveries?connection_id={id}"), None).await;
+        if body["deliveries"][0]["status"] == "failed" {
+            failed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(failed, "the delivery to a closed port failed");
+    let admin = Admin::new(&h.url(""));
+    assert_eq!(admin.sign_in(PASSWORD).await.status, 303);
+    let page = admin.get(&format!("/admin/connections/{id}")).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("data-endpoint=\"app\" data-status=\"failed\""), "{}", page.body);
+    assert!(page.body.contains("gave up after 1 attempt"), "{}", page.body);
+    assert!(!page.body.contains("data-endpoint=\"audit\""), "audit does not get `connected`");
+    assert!(!page.body.contains("0123456789abcdef0123"), "never the secret");
+    h.stop().await;
+}

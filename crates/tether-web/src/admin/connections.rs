@@ -6,7 +6,10 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use chrono::Utc;
 use serde::Deserialize;
-use tether_core::{Connection, ConnectionFilter, ConnectionId, ConnectionStatus, ExposeSecret, OwnerId, ProviderId};
+use tether_core::{
+    Connection, ConnectionFilter, ConnectionId, ConnectionStatus, DeliveryFilter, DeliveryStatus, ExposeSecret, OwnerId,
+    ProviderId,
+};
 
 use super::auth::{AdminSession, CsrfForm};
 use super::time;
@@ -151,6 +154,39 @@ struct EventRow {
     message: Option<String>,
     when: String,
     when_title: String,
+    /// Its webhook deliveries, one per subscribed endpoint.
+    deliveries: Vec<DeliveryRow>,
+}
+
+/// One webhook delivery of an event: endpoint, status and what the last attempt said.
+struct DeliveryRow {
+    endpoint: String,
+    status: &'static str,
+    tone: &'static str,
+    detail: String,
+}
+
+impl DeliveryRow {
+    fn new(d: &tether_core::WebhookDelivery, now: chrono::DateTime<Utc>) -> Self {
+        let attempts = match d.attempts {
+            1 => "1 attempt".to_owned(),
+            n => format!("{n} attempts"),
+        };
+        let last = match (d.last_status_code, &d.last_error) {
+            (_, Some(error)) => format!("; last: {error}"),
+            (Some(code), None) => format!("; last: HTTP {code}"),
+            (None, None) => String::new(),
+        };
+        let (tone, detail) = match d.status {
+            DeliveryStatus::Delivered => ("ok", format!("{attempts}{last}")),
+            DeliveryStatus::Failed => ("bad", format!("gave up after {attempts}{last}")),
+            DeliveryStatus::Pending => {
+                let next = d.next_attempt_at.map(|t| format!(", next attempt {}", time::relative(t, now)));
+                ("warn", format!("{attempts}{}{last}", next.unwrap_or_default()))
+            }
+        };
+        Self { endpoint: d.endpoint.clone(), status: d.status.as_str(), tone, detail }
+    }
 }
 
 #[derive(Template)]
@@ -182,9 +218,20 @@ pub(crate) async fn show(
     let conn = state.engine.connection(id).await?;
     let events = state.engine.store().events(id, 200).await?;
     let now = Utc::now();
+    let mut deliveries = if state.engine.settings().webhooks.endpoints.is_empty() || events.is_empty() {
+        Vec::new()
+    } else {
+        let filter = DeliveryFilter { connection_id: Some(id), limit: 1000, ..DeliveryFilter::default() };
+        state.engine.store().webhook_deliveries(&filter).await?
+    };
     let events = events
         .into_iter()
         .map(|e| EventRow {
+            deliveries: {
+                let (mine, rest): (Vec<_>, Vec<_>) = deliveries.drain(..).partition(|d| d.event_id == e.id);
+                deliveries = rest;
+                mine.iter().map(|d| DeliveryRow::new(d, now)).collect()
+            },
             kind: e.kind.to_string(),
             tone: match e.kind {
                 tether_core::EventKind::Connected | tether_core::EventKind::Refreshed => "ok",
