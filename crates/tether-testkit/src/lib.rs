@@ -50,6 +50,10 @@
 //! | [`Threads`](MockFlavor::Threads) | `/oauth/authorize`, `POST /oauth/access_token`, `GET /access_token` (`th_exchange_token`), `GET /refresh_access_token` (`th_refresh_token`), `GET /me`, `GET /{version}/me` |
 //! | [`TikTok`](MockFlavor::TikTok) | `/v2/auth/authorize/`, `POST /v2/oauth/token/`, `GET /v2/user/info/`, `POST /v2/oauth/revoke/` (`client_key` everywhere) |
 //!
+//! Per-instance providers get servers of their own: [`mastodon::MastodonMock`] is one Mastodon
+//! instance (dynamic app registration through `POST /api/v1/apps`, PKCE, non-expiring tokens,
+//! revocation); start two to test that the instance is part of a connection.
+//!
 //! ```no_run
 //! # async fn example() -> std::io::Result<()> {
 //! use tether_testkit::{MockProvider, MockProviderConfig};

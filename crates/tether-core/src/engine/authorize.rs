@@ -10,8 +10,19 @@ impl Tether {
     /// The provider API base URL of a connection (`api_base_url`).
     pub async fn api_base_url(&self, id: ConnectionId) -> Result<Url> {
         let conn = self.connection(id).await?;
-        let provider = self.connection_provider(&conn).await?;
-        provider.settings.api_base_url.clone().ok_or_else(|| {
+        let provider = self.provider(conn.provider.as_str())?;
+        let rebased;
+        let settings = match (provider.is_per_instance(), conn.instance.as_deref()) {
+            (false, _) => &provider.settings,
+            (true, Some(stored)) => {
+                rebased = provider.settings.rebased(&self.check_instance(provider, stored)?)?;
+                &rebased
+            }
+            (true, None) => {
+                return Err(Error::Store(format!("connection {id} of a per-instance provider has no instance")));
+            }
+        };
+        settings.api_base_url.clone().ok_or_else(|| {
             Error::InvalidInput(format!(
                 "provider `{}` has no api_base_url; set providers.{}.api_base_url",
                 provider.id, provider.id

@@ -240,7 +240,16 @@ impl ProviderSettings {
     /// These settings on one server of a per-instance provider: every endpoint rebased on
     /// `registration.instance`, and the client registered there.
     pub fn at_instance(&self, registration: &ClientRegistration) -> Result<Self> {
-        let origin = registration.instance.as_str();
+        let mut at = self.rebased(&registration.instance)?;
+        at.client_id = registration.client.client_id.clone();
+        at.client_secret = registration.client.client_secret.clone();
+        Ok(at)
+    }
+
+    /// The endpoints of a per-instance provider rebased on `instance`, without a client (enough
+    /// to know where its API is).
+    pub fn rebased(&self, instance: &InstanceOrigin) -> Result<Self> {
+        let origin = instance.as_str();
         let rebase = |url: &Url| -> Result<Url> {
             let rest = url
                 .as_str()
@@ -256,9 +265,7 @@ impl ProviderSettings {
         at.userinfo_url = rebase_opt(&self.userinfo_url)?;
         at.revoke_url = rebase_opt(&self.revoke_url)?;
         at.api_base_url = rebase_opt(&self.api_base_url)?;
-        at.client_id = registration.client.client_id.clone();
-        at.client_secret = registration.client.client_secret.clone();
-        at.instance = Some(registration.instance.clone());
+        at.instance = Some(instance.clone());
         Ok(at)
     }
 }
