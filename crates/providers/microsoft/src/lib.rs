@@ -93,7 +93,7 @@ impl Provider for MicrosoftProvider {
         if let (PkceMode::S256, Some(verifier)) = (settings.pkce, pkce_verifier) {
             form.push(("code_verifier", verifier.expose_secret()));
         }
-        token::request(&ctx, &form, None).await
+        tether_core::request_tokens(&ctx, &form, None, token::classify).await
     }
 
     /// `grant_type=refresh_token` with the granted scopes; the answer's new refresh token
@@ -113,7 +113,7 @@ impl Provider for MicrosoftProvider {
         if !scopes.is_empty() {
             form.push(("scope", &scopes));
         }
-        token::request(&ctx, &form, Some(current)).await
+        tether_core::request_tokens(&ctx, &form, Some(current), token::classify).await
     }
 
     /// Graph `GET /v1.0/me`: `id`, and `displayName` or `userPrincipalName` or `mail`.
