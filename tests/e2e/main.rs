@@ -24,6 +24,7 @@ mod providers_microsoft;
 mod providers_notion;
 mod providers_pinterest;
 mod providers_reddit;
+mod providers_slack;
 mod providers_spotify;
 mod providers_threads;
 mod providers_tiktok;

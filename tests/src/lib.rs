@@ -149,6 +149,7 @@ impl Harness {
                 "v2/user/info/?fields=open_id,union_id,avatar_url,display_name",
                 Some("v2/oauth/revoke/"),
             )),
+            "slack" => Some(("oauth/v2/authorize", "api/oauth.v2.access", "api/auth.test", Some("api/auth.revoke"))),
             "twitch" => Some(("oauth2/authorize", "oauth2/token", "helix/users", Some("oauth2/revoke"))),
             // Spotify has no revocation endpoint.
             "spotify" => Some(("authorize", "api/token", "v1/me", None)),

@@ -49,6 +49,7 @@
 //! | [`Instagram`](MockFlavor::Instagram) | `/oauth/authorize`, `POST /oauth/access_token`, `GET /access_token` (`ig_exchange_token`), `GET /refresh_access_token` (`ig_refresh_token`), `GET /me`, `GET /{version}/me` |
 //! | [`Threads`](MockFlavor::Threads) | `/oauth/authorize`, `POST /oauth/access_token`, `GET /access_token` (`th_exchange_token`), `GET /refresh_access_token` (`th_refresh_token`), `GET /me`, `GET /{version}/me` |
 //! | [`TikTok`](MockFlavor::TikTok) | `/v2/auth/authorize/`, `POST /v2/oauth/token/`, `GET /v2/user/info/`, `POST /v2/oauth/revoke/` (`client_key` everywhere) |
+//! | [`Slack`](MockFlavor::Slack) | `/oauth/v2/authorize`, `POST /api/oauth.v2.access`, `GET`/`POST /api/auth.test`, `GET`/`POST /api/auth.revoke` (Bearer) |
 //!
 //! Per-instance providers get servers of their own: [`mastodon::MastodonMock`] is one Mastodon
 //! instance (dynamic app registration through `POST /api/v1/apps`, PKCE, non-expiring tokens,
@@ -242,6 +243,20 @@ pub enum MockFlavor {
     /// "ok","message","log_id"}}` (401 `access_token_invalid`); `/v2/oauth/revoke/` (form
     /// `client_key`, `client_secret`, `token`) ends the whole authorization.
     TikTok,
+    /// Slack (OAuth v2): bot scopes in `scope`, user scopes in `user_scope` (no `response_type`
+    /// needed, no PKCE); `POST /api/oauth.v2.access` (credentials in the body or Basic;
+    /// `redirect_uri` must match when sent) answers the bot token (`xoxb-…`, with `scope`,
+    /// `bot_user_id`) at the top level and the user token (`xoxp-…`) under `authed_user`, each
+    /// only when its scopes were asked for, with `team`; every error is HTTP 200
+    /// `{"ok":false,"error"}` (`invalid_code`, `bad_redirect_uri`, `bad_client_secret`,
+    /// `invalid_refresh_token`, …). Without token rotation (the default:
+    /// `issue_refresh_tokens: false`) tokens never expire; with it (`issue_refresh_tokens`)
+    /// tokens are `xoxe.xoxp-1-…` expiring after `access_token_ttl` (12 h) with `xoxe-1-…`
+    /// refresh tokens, and `grant_type=refresh_token` answers the token of the same kind at the
+    /// top level (`token_type` `user` or `bot`) and kills the used refresh token.
+    /// `auth.test` (`{"ok","team","user","team_id","user_id",…}`) and `auth.revoke`
+    /// (revokes only the presented token) take `Authorization: Bearer`.
+    Slack,
 }
 
 /// A failure to inject into every `/token` request (code exchanges and refreshes alike), see
@@ -331,6 +346,7 @@ impl MockProviderConfig {
     /// | `Instagram` | body | unsupported | long-lived 60 days | none (`ig_refresh_token`) |
     /// | `Threads` | body | unsupported | long-lived 60 days | none (`th_refresh_token`) |
     /// | `TikTok` | body (`client_key`) | optional, hex S256 | 2 h | rotating, 180 days |
+    /// | `Slack` | either | unsupported | no expiry (12 h with rotation) | none (rotating with `issue_refresh_tokens`) |
     pub fn for_flavor(flavor: MockFlavor) -> Self {
         const DAY: u64 = 86_400;
         let (client_auth, pkce, ttl, refresh, rotate) = match flavor {
@@ -352,6 +368,7 @@ impl MockProviderConfig {
                 (MockClientAuth::Post, MockPkce::Unsupported, Some(60 * DAY), false, false)
             }
             MockFlavor::TikTok => (MockClientAuth::Post, MockPkce::Optional, Some(7200), true, true),
+            MockFlavor::Slack => (MockClientAuth::Either, MockPkce::Unsupported, Some(43_200), false, true),
         };
         Self {
             client_auth,

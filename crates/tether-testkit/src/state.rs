@@ -81,6 +81,8 @@ pub(crate) struct MockState {
     pub(crate) consented: std::collections::HashSet<String>,
     /// Instagram and Threads: the age a long-lived token must reach to be renewed (`None`: 24 h).
     pub(crate) min_refresh_age: Option<Duration>,
+    /// Slack: user scopes of pending codes, and which tokens are bot tokens.
+    pub(crate) slack: crate::routes::slack::SlackState,
 }
 
 impl MockState {

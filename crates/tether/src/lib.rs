@@ -40,6 +40,8 @@ pub use tether_provider_mastodon as mastodon;
 pub use tether_provider_pinterest as pinterest;
 #[cfg(feature = "reddit")]
 pub use tether_provider_reddit as reddit;
+#[cfg(feature = "slack")]
+pub use tether_provider_slack as slack;
 #[cfg(feature = "spotify")]
 pub use tether_provider_spotify as spotify;
 #[cfg(feature = "twitch")]
@@ -84,6 +86,8 @@ pub fn builtin_provider_ids() -> Vec<&'static str> {
         pinterest::SPEC.id,
         #[cfg(feature = "reddit")]
         reddit::SPEC.id,
+        #[cfg(feature = "slack")]
+        slack::SPEC.id,
         #[cfg(feature = "spotify")]
         spotify::SPEC.id,
         #[cfg(feature = "twitch")]

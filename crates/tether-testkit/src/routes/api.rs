@@ -60,6 +60,7 @@ fn unauthorized(flavor: MockFlavor, problem: TokenProblem) -> HttpResponse {
         }
         MockFlavor::Facebook | MockFlavor::Instagram | MockFlavor::Threads => meta_token_error(problem),
         MockFlavor::TikTok => super::tiktok::unauthorized(),
+        MockFlavor::Slack => super::slack::error_body("invalid_auth"),
         MockFlavor::Discord => HttpResponse::Unauthorized().json(json!({ "message": "401: Unauthorized", "code": 0 })),
         MockFlavor::Spotify => HttpResponse::Unauthorized()
             .json(json!({ "error": { "status": 401, "message": "Invalid access token" } })),
@@ -174,6 +175,7 @@ pub(crate) async fn userinfo(mock: web::Data<MockProvider>, req: HttpRequest) ->
         MockFlavor::Facebook => facebook_me(&req, &login),
         MockFlavor::Instagram | MockFlavor::Threads => super::meta_login::me(flavor, &req, &login),
         MockFlavor::TikTok => super::tiktok::user_info(&req, &login),
+        MockFlavor::Slack => super::slack::identity(&login, false),
         MockFlavor::Google => HttpResponse::Ok().json(json!({
             // 21 digits, like Google's.
             "sub": format!("10{}1", account_digits(&login)),

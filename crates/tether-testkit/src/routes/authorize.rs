@@ -95,7 +95,7 @@ fn check<'a>(mock: &MockProvider, p: &'a Params) -> Result<AuthRequest<'a>, Reje
         AuthRequest { redirect_uri, state: p.get("state").map(String::as_str), challenge: None, offline: true };
     match (p.get("response_type").map(String::as_str), cfg.flavor) {
         // GitHub and Facebook default to `code`.
-        (Some("code"), _) | (None, MockFlavor::GitHub | MockFlavor::Facebook) => {}
+        (Some("code"), _) | (None, MockFlavor::GitHub | MockFlavor::Facebook | MockFlavor::Slack) => {}
         (None, _) => {
             return Err(redirect_error(&req, "invalid_request", "response_type is required").into());
         }
@@ -184,6 +184,9 @@ fn issue_code(mock: &MockProvider, p: &Params, req: &AuthRequest<'_>, login: &st
         s.prune();
         s.codes.insert(code.clone(), issued);
     });
+    if mock.config.flavor == MockFlavor::Slack {
+        super::slack::remember_user_scopes(mock, &code, p);
+    }
     let mut pairs = vec![("code", code.as_str())];
     if let Some(state) = req.state {
         pairs.push(("state", state));

@@ -3,6 +3,7 @@
 mod api;
 mod authorize;
 mod meta_login;
+pub(crate) mod slack;
 mod tiktok;
 mod token;
 
@@ -51,6 +52,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig, mock: MockProvider) {
                 (&["/oauth/authorize"], &["/oauth/access_token"], &["/me", "/{version}/me"], &[])
             }
             MockFlavor::TikTok => (&["/v2/auth/authorize/"], &["/v2/oauth/token/"], &["/v2/user/info/"], &[]),
+            MockFlavor::Slack => (&["/oauth/v2/authorize"], &[], &[], &[]),
         };
     cfg.app_data(web::Data::new(mock))
         // "" answers the bare mount point (`/demo`) inside a scope; "/" the root or `/demo/`.
@@ -97,6 +99,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig, mock: MockProvider) {
         }
         MockFlavor::Instagram | MockFlavor::Threads => meta_login::configure(cfg),
         MockFlavor::TikTok => tiktok::configure(cfg),
+        MockFlavor::Slack => slack::configure(cfg),
         _ => {}
     }
 }
@@ -224,6 +227,7 @@ async fn index(mock: web::Data<MockProvider>) -> HttpResponse {
         MockFlavor::Instagram => "Instagram-shaped",
         MockFlavor::Threads => "Threads-shaped",
         MockFlavor::TikTok => "TikTok-shaped",
+        MockFlavor::Slack => "Slack-shaped",
     };
     page(
         StatusCode::OK,

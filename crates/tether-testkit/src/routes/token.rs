@@ -101,6 +101,7 @@ pub(crate) fn error_response(mock: &MockProvider, req: &HttpRequest, err: OAuthE
         MockFlavor::Facebook | MockFlavor::Threads => meta_error(err),
         MockFlavor::Instagram => super::meta_login::instagram_error(err),
         MockFlavor::TikTok => super::tiktok::token_error(err),
+        MockFlavor::Slack => super::slack::oauth_error(err),
         MockFlavor::Twitch => twitch_error(err),
         MockFlavor::Microsoft => microsoft_error(err),
         MockFlavor::Notion => notion_error(err),
@@ -557,6 +558,7 @@ fn prefixes(flavor: MockFlavor) -> (&'static str, &'static str) {
         MockFlavor::Zoom => ("eyJzv", "eyJzr"),
         MockFlavor::Instagram | MockFlavor::Threads => super::meta_login::prefixes(flavor),
         MockFlavor::TikTok => super::tiktok::PREFIXES,
+        MockFlavor::Slack => ("xoxp-", "xoxe-1-"),
     }
 }
 
