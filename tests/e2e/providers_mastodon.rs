@@ -2,7 +2,7 @@
 //! (`tether_testkit::mastodon::MastodonMock`): the instance is part of the connection, the app
 //! is registered once per instance (also under concurrent first connects), tokens, the proxy
 //! and revocation go to the connection's own instance, a revoked token becomes
-//! `reauth_required`, the connect page asks for the server when the session names none, bad
+//! `reauth_required` (noticed by the verify call or the proxy), the connect page asks for the server when the session names none, bad
 //! instances are refused, and registration secrets are sealed at rest.
 
 use reqwest::Method;
@@ -187,8 +187,21 @@ e2e_test!(mastodon_revoked_token_makes_the_connection_reauth_required, |db| {
     let h = start(&db, "").await;
     let conn = connect(&h, "user-1", &a).await;
     let id = conn["id"].as_str().unwrap();
+    let other = connect(&h, "user-2", &a).await;
+    let other_id = other["id"].as_str().unwrap();
+    // A live token passes the check at the instance.
+    let calls = a.api_call_count();
+    let (status, checked) = h.api_call(Method::POST, &format!("/v1/connections/{other_id}/verify"), None).await;
+    assert_eq!((status, checked["status"].as_str()), (200, Some("active")), "{checked}");
+    assert_eq!(a.api_call_count(), calls + 1);
     // The user revokes the app in their Mastodon settings.
     a.revoke_all();
+
+    // The verify call notices it at once.
+    let (status, body) = h.api_call(Method::POST, &format!("/v1/connections/{other_id}/verify"), None).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("reauth_required")), "{body}");
+    let (_, other) = h.api_call(Method::GET, &format!("/v1/connections/{other_id}"), None).await;
+    assert_eq!(other["status"], "reauth_required");
     // Nothing expires, so a token read cannot know; the next call to the instance does.
     assert_eq!(token(&h, id).await.0, 200);
     let resp = h
@@ -213,6 +226,7 @@ e2e_test!(mastodon_revoked_token_makes_the_connection_reauth_required, |db| {
     assert_eq!(again["status"], "active");
     assert_eq!(token(&h, id).await.0, 200);
     assert_eq!(a.registration_count(), 1);
+    assert_eq!(h.api_call(Method::POST, &format!("/v1/connections/{id}/verify"), None).await.0, 200);
     h.stop().await;
     a.stop().await;
 });

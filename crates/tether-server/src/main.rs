@@ -341,6 +341,10 @@ async fn check(config: &Config) -> anyhow::Result<ExitCode> {
         let registry = ProviderRegistry::collect()?;
         for (id, p) in &config.providers {
             match registry.configure_one(id, p, public_url) {
+                Ok(c) if c.is_per_instance() => ok.push(format!(
+                    "provider {id}: ok, registers itself on each user's server with redirect URI {}",
+                    c.redirect_uri
+                )),
                 Ok(c) => ok.push(format!("provider {id}: ok, register redirect URI {}", c.redirect_uri)),
                 Err(e) => problems.push(format!("provider {id}: {e}")),
             }

@@ -33,6 +33,7 @@ pub(crate) fn scope() -> utoipa_actix_web::scope::Scope<
         .service(disconnect)
         .service(get_token)
         .service(refresh)
+        .service(verify)
         .service(list_events)
         .service(crate::api_webhooks::list_webhooks)
         .service(crate::api_webhooks::list_deliveries)
@@ -332,6 +333,33 @@ async fn get_token(
 async fn refresh(_: Authenticated, state: web::Data<WebState>, id: web::Path<String>) -> ApiResult {
     let id = parse_id(&id)?;
     state.engine.refresh_now(id).await?;
+    let conn = state.engine.connection(id).await?;
+    Ok(ok_json(StatusCode::OK, &conn))
+}
+
+/// Checks with the provider that the connection's token still works (its identity endpoint).
+///
+/// For tokens that never expire (Mastodon, GitHub OAuth apps) this is how a revocation by the
+/// user is noticed before the next API call: a refused token that cannot be renewed makes the
+/// connection `reauth_required` (409, with an event).
+#[utoipa::path(
+    tag = "connections",
+    security(("api_key" = [])),
+    params(("id" = String, Path, description = "Connection id")),
+    responses(
+        (status = 200, description = "The token works; the connection", body = tether_core::Connection),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        (status = 404, description = "No such connection", body = ErrorBody),
+        (status = 409, description = "reauth_required: the provider refused the token", body = ErrorBody),
+        (status = 410, description = "The connection was disconnected", body = ErrorBody),
+        (status = 502, description = "The provider answered an error or another account", body = ErrorBody),
+        (status = 503, description = "Provider unavailable (Retry-After)", body = ErrorBody),
+    )
+)]
+#[post("/connections/{id}/verify")]
+async fn verify(_: Authenticated, state: web::Data<WebState>, id: web::Path<String>) -> ApiResult {
+    let id = parse_id(&id)?;
+    state.engine.verify_connection(id).await?;
     let conn = state.engine.connection(id).await?;
     Ok(ok_json(StatusCode::OK, &conn))
 }

@@ -334,11 +334,8 @@ impl Tether {
                 provider.exchange_code(&self.inner.http, &code, verifier).await?
             }
         };
-        let mut account = provider.fetch_account(&self.inner.http, &tokens).await?;
-        if let Some(origin) = &instance {
-            // Account ids are only unique on their server.
-            account.id = format!("{}@{}", account.id, origin.host());
-        }
+        let account = provider.fetch_account(&self.inner.http, &tokens).await?;
+        let account = super::instances::qualified(account, instance.as_ref());
         let scopes = tokens.scopes.clone().unwrap_or_else(|| flow.scopes.clone());
         let (connection, created) = self
             .inner

@@ -9,7 +9,7 @@ use chrono::Utc;
 use uuid::Uuid;
 
 use super::Tether;
-use crate::{ClientRegistration, ConfiguredProvider, Connection, Error, InstanceOrigin, Result};
+use crate::{AccountIdentity, ClientRegistration, ConfiguredProvider, Connection, Error, InstanceOrigin, Result};
 
 /// One in-process lock per (provider, server), so concurrent first connects in this process
 /// register once; across processes the store's unique key picks one registration.
@@ -26,6 +26,15 @@ impl RegistrationLocks {
         }
         locks.entry(key).or_default().clone()
     }
+}
+
+/// The account a per-instance provider reported, with its id qualified by the server host
+/// (`{id}@{host}`): server-local ids repeat across servers.
+pub(crate) fn qualified(mut account: AccountIdentity, instance: Option<&InstanceOrigin>) -> AccountIdentity {
+    if let Some(instance) = instance {
+        account.id = format!("{}@{}", account.id, instance.host());
+    }
+    account
 }
 
 impl Tether {

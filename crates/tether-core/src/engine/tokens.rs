@@ -195,6 +195,46 @@ impl Tether {
         self.refresh_single_flight(&conn, &provider, stored.version, force, margin).await
     }
 
+    /// Asks the provider whose the connection's token is (its identity endpoint), with a token
+    /// valid for at least the margin: a liveness check for tokens that never expire (Mastodon,
+    /// GitHub OAuth apps), whose revocation by the user is otherwise only noticed at the next
+    /// API call. A token the provider refuses is handled like
+    /// [`token_rejected`](Self::token_rejected): renewed and checked once more when it can be,
+    /// otherwise the connection becomes `reauth_required`. Fails with a protocol error when the
+    /// token now belongs to another account. Returns the account as the provider names it.
+    pub async fn verify_connection(&self, id: ConnectionId) -> Result<crate::AccountIdentity> {
+        let mut renewed = false;
+        loop {
+            self.access_token(id).await?;
+            let (conn, stored) = self
+                .inner
+                .store
+                .connection_and_tokens(id, false)
+                .await?
+                .ok_or_else(|| Error::NotFound { what: "connection", id: id.to_string() })?;
+            let stored = stored.ok_or_else(|| Error::Disconnected(id.to_string()))?;
+            let provider = self.connection_provider(&conn).await?;
+            match provider.fetch_account(&self.inner.http, &stored.tokens).await {
+                Ok(account) => {
+                    let account = super::instances::qualified(account, provider.settings.instance.as_ref());
+                    if account.id != conn.account.id {
+                        return Err(Error::provider(
+                            provider.id.as_str(),
+                            ProviderErrorKind::Protocol,
+                            "the token now belongs to another account than the connection's",
+                        ));
+                    }
+                    return Ok(account);
+                }
+                Err(Error::Provider { kind: ProviderErrorKind::InvalidGrant, .. }) if !renewed => {
+                    self.token_rejected(id).await?;
+                    renewed = true;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// The provider just refused this connection's access token (HTTP 401 from its API):
     /// refreshes it when it can be renewed; otherwise the grant is gone, so the connection
     /// becomes `reauth_required` (with an event) and this fails with
