@@ -152,3 +152,20 @@ e2e_test!(instagram_asks_for_comma_separated_scopes_and_shows_error_type_errors,
     assert_eq!((h.mock.code_exchanges(), h.connection_count().await), (0, 0));
     h.stop().await;
 });
+
+e2e_test!(instagram_background_refresher_renews_long_lived_tokens_nobody_reads, |db| {
+    let mut options = instagram(mock(Duration::from_secs(60)));
+    options.refresher = true;
+    let h = Harness::start(&db, options).await;
+    h.mock.set_min_refresh_age(Duration::ZERO);
+    let id = h.connect("agency-7").await;
+    let mut waited = Duration::ZERO;
+    while h.mock.refresh_count() == 0 && waited < Duration::from_secs(15) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        waited += Duration::from_millis(200);
+    }
+    assert!(h.mock.refresh_count() >= 1, "the refresher renewed the token with ig_refresh_token");
+    assert_eq!(h.mock.token_exchanges(), 1, "a renewal, not another exchange");
+    assert!(event_kinds(&h, &id).await.contains(&"refreshed".to_owned()));
+    h.stop().await;
+});
