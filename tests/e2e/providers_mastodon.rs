@@ -182,6 +182,68 @@ e2e_test!(mastodon_concurrent_first_connects_to_a_new_instance_register_once, |d
     a.stop().await;
 });
 
+e2e_test!(mastodon_replicas_registering_on_a_new_instance_at_once_keep_one_registration, |db| {
+    let a = MastodonMock::start("alice", ACCOUNT_ID).await.unwrap();
+    // Two replicas: one database, one key ring, one public URL (so one redirect URI).
+    let keys = vec![tether_core::EncryptionKey::generate().unwrap()];
+    let config = "[providers.mastodon]\nallow_insecure_instances = true\n";
+    let h = Harness::start(
+        &db,
+        HarnessOptions {
+            extra_config: config.into(),
+            encryption_keys: Some(keys.clone()),
+            ..HarnessOptions::default()
+        },
+    )
+    .await;
+    let public = h.server.public_url.as_str().trim_end_matches('/').to_owned();
+    let h2 = Harness::start(
+        &db,
+        HarnessOptions {
+            extra_config: format!("public_url = \"{public}\"\n{config}"),
+            encryption_keys: Some(keys),
+            ..HarnessOptions::default()
+        },
+    )
+    .await;
+    let (_, s1) = session(&h, "owner-1", Some(&a.origin)).await;
+    let (_, s2) = session(&h2, "owner-2", Some(&a.origin)).await;
+    let link1 = s1["connect_url"].as_str().unwrap().to_owned();
+    // Opened at the second replica's own address.
+    let link2 = s2["connect_url"].as_str().unwrap().replace(&public, &format!("http://{}", h2.server.local_addr));
+    let open = |url: String| {
+        let browser = h.browser.clone();
+        async move {
+            let resp = browser.get(&url).send().await.unwrap();
+            assert_eq!(resp.status().as_u16(), 302, "{url}");
+            location(&resp)
+        }
+    };
+    let (p1, p2) = tokio::join!(open(link1), open(link2));
+    let client_of = |u: &str| {
+        let url = reqwest::Url::parse(u).unwrap();
+        url.query_pairs().find(|(k, _)| k == "client_id").map(|(_, v)| v.into_owned()).unwrap()
+    };
+    assert_eq!(client_of(&p1), client_of(&p2), "both replicas use the registration stored first");
+    let stored = registrations(&db).await;
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert_eq!(stored[0].1, client_of(&p1));
+    assert!((1..=2).contains(&a.registration_count()), "each replica registers at most once");
+    // Both flows finish (callbacks at the shared public URL).
+    finish_at_provider(&h, &p1).await;
+    finish_at_provider(&h, &p2).await;
+    for owner in ["owner-1", "owner-2"] {
+        let conn = newest_connection(&h, owner).await;
+        assert_eq!(conn["status"], "active", "{conn}");
+        let (status, t) = token(&h2, conn["id"].as_str().unwrap()).await;
+        assert_eq!(status, 200, "{t}");
+        assert!(a.token_is_active(t["access_token"].as_str().unwrap()));
+    }
+    h2.stop().await;
+    h.stop().await;
+    a.stop().await;
+});
+
 e2e_test!(mastodon_revoked_token_makes_the_connection_reauth_required, |db| {
     let a = MastodonMock::start("alice", ACCOUNT_ID).await.unwrap();
     let h = start(&db, "").await;
