@@ -78,15 +78,15 @@ fn render(listing: &Value, docs: &Path) -> anyhow::Result<String> {
             Some(file) => format!("[{}]({file})", text(p, "display_name")),
             None => text(p, "display_name").to_owned(),
         };
-        let protocol = match text(p, "protocol") {
-            "o_auth1" | "oauth1" => "OAuth 1.0a",
-            _ => "OAuth 2.0",
-        };
+        let oauth1 = matches!(text(p, "protocol"), "o_auth1" | "oauth1");
+        let protocol = if oauth1 { "OAuth 1.0a" } else { "OAuth 2.0" };
         let pkce = match text(p, "pkce") {
             "s256" => "S256",
             _ => "—",
         };
         let auth = match text(p, "client_auth") {
+            // OAuth 1.0a signs every request with the consumer secret instead.
+            _ if oauth1 => "signature",
             "basic" => "Basic",
             "post" => "body",
             other => other,
@@ -150,7 +150,7 @@ mod tests {
         assert_eq!(rows[0], "| [Acme](acme.md) | `acme` | OAuth 2.0 | S256 | body | `read` `write` | — | — |");
         assert_eq!(
             rows[1],
-            "| [X (OAuth 1.0a)](twitter.md) | `twitter_oauth1` | OAuth 1.0a | — | Basic | — | yes | `https://api.x.com/` |"
+            "| [X (OAuth 1.0a)](twitter.md) | `twitter_oauth1` | OAuth 1.0a | — | signature | — | yes | `https://api.x.com/` |"
         );
         // A provider without a page is an error, not a silent row.
         let listing = serde_json::json!({ "providers": [{ "id": "nopage", "display_name": "No page" }] });
