@@ -29,7 +29,9 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     let updated = splice(&current, &table)?;
     if check {
         if updated != current {
-            bail!("docs/providers/README.md is out of date with the provider registry: run `cargo xtask provider-table`");
+            bail!(
+                "docs/providers/README.md is out of date with the provider registry: run `cargo xtask provider-table`"
+            );
         }
         eprintln!("==> docs/providers/README.md matches the provider registry");
     } else if updated != current {
@@ -61,11 +63,18 @@ fn text<'a>(p: &'a Value, field: &str) -> &'a str {
 
 /// The markdown table, one row per provider, sorted by id.
 fn render(listing: &Value, docs: &Path) -> anyhow::Result<String> {
-    let mut providers: Vec<&Value> =
-        listing.get("providers").and_then(Value::as_array).context("the listing has no `providers` array")?.iter().collect();
+    let mut providers: Vec<&Value> = listing
+        .get("providers")
+        .and_then(Value::as_array)
+        .context("the listing has no `providers` array")?
+        .iter()
+        .collect();
     providers.sort_by_key(|p| text(p, "id"));
     let mut out = String::new();
-    let _ = writeln!(out, "| Provider | id | protocol | PKCE | client auth | default scopes | revocation | API base (proxy) |");
+    let _ = writeln!(
+        out,
+        "| Provider | id | protocol | PKCE | client auth | default scopes | revocation | API base (proxy) |"
+    );
     let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
     let mut missing = Vec::new();
     for p in &providers {
@@ -113,8 +122,7 @@ fn render(listing: &Value, docs: &Path) -> anyhow::Result<String> {
 /// The docs page of a provider id: `NAME.md` where NAME is the id, the id with `_` as `-`, or
 /// the part before the first `_` (`twitter_oauth1` → `twitter.md`).
 fn docs_page(id: &str, docs: &Path) -> Option<String> {
-    let candidates =
-        [id.to_owned(), id.replace('_', "-"), id.split('_').next().unwrap_or(id).to_owned()];
+    let candidates = [id.to_owned(), id.replace('_', "-"), id.split('_').next().unwrap_or(id).to_owned()];
     candidates.into_iter().map(|name| format!("{name}.md")).find(|file| PathBuf::from(docs).join(file).is_file())
 }
 

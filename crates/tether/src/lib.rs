@@ -16,26 +16,26 @@ pub use tether_core::*;
 pub use tether_provider_demo as demo;
 #[cfg(feature = "discord")]
 pub use tether_provider_discord as discord;
+#[cfg(feature = "dropbox")]
+pub use tether_provider_dropbox as dropbox;
 #[cfg(feature = "facebook")]
 pub use tether_provider_facebook as facebook;
 #[cfg(feature = "generic")]
 pub use tether_provider_generic as generic;
-#[cfg(feature = "google")]
-pub use tether_provider_google as google;
-#[cfg(feature = "notion")]
-pub use tether_provider_notion as notion;
-#[cfg(feature = "dropbox")]
-pub use tether_provider_dropbox as dropbox;
-#[cfg(feature = "microsoft")]
-pub use tether_provider_microsoft as microsoft;
 #[cfg(feature = "github")]
 pub use tether_provider_github as github;
+#[cfg(feature = "google")]
+pub use tether_provider_google as google;
 #[cfg(feature = "instagram")]
 pub use tether_provider_instagram as instagram;
 #[cfg(feature = "linkedin")]
 pub use tether_provider_linkedin as linkedin;
 #[cfg(feature = "mastodon")]
 pub use tether_provider_mastodon as mastodon;
+#[cfg(feature = "microsoft")]
+pub use tether_provider_microsoft as microsoft;
+#[cfg(feature = "notion")]
+pub use tether_provider_notion as notion;
 #[cfg(feature = "pinterest")]
 pub use tether_provider_pinterest as pinterest;
 #[cfg(feature = "reddit")]
@@ -44,12 +44,12 @@ pub use tether_provider_reddit as reddit;
 pub use tether_provider_slack as slack;
 #[cfg(feature = "spotify")]
 pub use tether_provider_spotify as spotify;
-#[cfg(feature = "twitch")]
-pub use tether_provider_twitch as twitch;
 #[cfg(feature = "threads")]
 pub use tether_provider_threads as threads;
 #[cfg(feature = "tiktok")]
 pub use tether_provider_tiktok as tiktok;
+#[cfg(feature = "twitch")]
+pub use tether_provider_twitch as twitch;
 #[cfg(feature = "twitter")]
 pub use tether_provider_twitter as twitter;
 #[cfg(feature = "zoom")]

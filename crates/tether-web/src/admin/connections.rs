@@ -7,8 +7,8 @@ use askama::Template;
 use chrono::Utc;
 use serde::Deserialize;
 use tether_core::{
-    Connection, ConnectionFilter, ConnectionId, ConnectionStatus, DeliveryFilter, DeliveryStatus, ExposeSecret, OwnerId,
-    ProviderId,
+    Connection, ConnectionFilter, ConnectionId, ConnectionStatus, DeliveryFilter, DeliveryStatus, ExposeSecret,
+    OwnerId, ProviderId,
 };
 
 use super::auth::{AdminSession, CsrfForm};
