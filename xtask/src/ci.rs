@@ -21,6 +21,9 @@ pub(crate) fn ci() -> anyhow::Result<()> {
         .output()
         .is_ok_and(|o| o.status.success());
     if has_deny {
+        // cargo-deny reads the metadata of every target's dependencies (Windows and Android
+        // ones too), which a build on this machine never downloads: fetch them first.
+        cargo(&["fetch"], &[])?;
         cargo(&["deny", "--offline", "check", "licenses", "bans", "sources"], &[])?;
     } else {
         eprintln!("==> cargo-deny is not installed: skipping the deny.toml check (cargo install cargo-deny)");
