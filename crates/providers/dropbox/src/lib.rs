@@ -19,7 +19,7 @@
 //! Setup: see docs/providers/dropbox.md.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use tether_core::reqwest::StatusCode;
 use tether_core::serde_json::Value;
@@ -44,10 +44,6 @@ pub static SPEC: ProviderSpec = ProviderSpec {
     account_name_field: "name.display_name",
     ..ProviderSpec::oauth2("dropbox", "Dropbox")
 };
-
-/// How long before its expiry an access token is refreshed before a revocation (the call
-/// itself must be authorized by a live access token).
-const REVOKE_MARGIN: Duration = Duration::from_secs(60);
 
 /// The Dropbox provider.
 #[derive(Debug, Default)]
@@ -82,15 +78,9 @@ impl Provider for DropboxProvider {
         let Some(url) = &ctx.settings.revoke_url else {
             return Ok(RevokeOutcome::NotSupported);
         };
-        let expired = tokens.expires_at.is_some_and(|at| SystemTime::from(at) <= SystemTime::now() + REVOKE_MARGIN);
-        let fresh;
-        let tokens = if expired && self.can_refresh(tokens) {
-            fresh = self.refresh(ctx, tokens).await?;
-            &fresh
-        } else {
-            tokens
-        };
-        rpc(ctx, url, tokens).await?;
+        // The call itself must be authorized by a live access token.
+        let tokens = tether_core::renew_if_expiring(self, ctx, tokens).await?;
+        rpc(ctx, url, &tokens).await?;
         Ok(RevokeOutcome::Revoked)
     }
 }
@@ -98,23 +88,14 @@ impl Provider for DropboxProvider {
 /// An RPC call without arguments: `POST` with the bearer token and no body. Answers the JSON
 /// document, if the answer is JSON (`auth/token/revoke` answers `null`).
 async fn rpc(ctx: &ProviderContext<'_>, url: &Url, tokens: &TokenSet) -> Result<Option<Value>> {
-    let id = ctx.id.as_str();
-    let resp = ctx
-        .http
-        .post(url.clone())
-        .bearer_auth(tokens.access_token.expose_secret())
-        .send()
-        .await
-        .map_err(|e| Error::provider_unreachable(id, &e))?;
-    let status = resp.status();
-    let retry_after = tether_core::oauth2_http::retry_after(resp.headers());
-    let body = resp.bytes().await.map_err(|e| Error::provider_unreachable(id, &e))?;
-    let doc = tether_core::serde_json::from_slice::<Value>(&body).ok();
-    if status.is_success() {
+    let request = ctx.http.post(url.clone()).bearer_auth(tokens.access_token.expose_secret());
+    let answer = tether_core::send_request(ctx, request).await?;
+    let doc = answer.json();
+    if answer.status.is_success() {
         return Ok(doc);
     }
-    let (kind, message) = classify(status, doc.as_ref(), retry_after);
-    Err(Error::provider(id, kind, format!("{} answered {message}", url.path())))
+    let (kind, message) = classify(answer.status, doc.as_ref(), answer.retry_after);
+    Err(Error::provider(ctx.id.as_str(), kind, format!("{} answered {message}", url.path())))
 }
 
 /// A failed API call, classified: 401 (`invalid_access_token`, `expired_access_token`: the
@@ -130,7 +111,7 @@ fn classify(status: StatusCode, doc: Option<&Value>, retry_after: Option<Duratio
         Some(tag) => format!("HTTP {status}, `{tag}`"),
         None => format!("HTTP {status}"),
     };
-    let kind = if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+    let kind = if tether_core::is_temporary_status(status) {
         ProviderErrorKind::Temporary { retry_after }
     } else if status == StatusCode::UNAUTHORIZED {
         ProviderErrorKind::InvalidGrant

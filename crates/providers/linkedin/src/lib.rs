@@ -15,10 +15,9 @@
 //! Setup: see docs/providers/linkedin.md.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
-use tether_core::reqwest::StatusCode;
 use tether_core::{
-    ClientAuth, Error, ExposeSecret, PkceMode, Provider, ProviderContext, ProviderErrorKind, ProviderSpec, Result,
-    RevokeOutcome, TokenSet, async_trait,
+    ClientAuth, ExposeSecret, PkceMode, Provider, ProviderContext, ProviderSpec, Result, RevokeOutcome, TokenSet,
+    async_trait,
 };
 
 /// LinkedIn's endpoints and defaults.
@@ -52,13 +51,6 @@ fn revoke_form<'a>(ctx: &'a ProviderContext<'_>, tokens: &'a TokenSet) -> Vec<(&
     form
 }
 
-/// The `error` code of an RFC 6749 style error body, shortened (never the raw body).
-fn error_code(body: &[u8]) -> Option<String> {
-    let doc: tether_core::serde_json::Value = tether_core::serde_json::from_slice(body).ok()?;
-    let code = doc.get("error").and_then(|e| e.as_str())?;
-    Some(code.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').take(60).collect())
-}
-
 #[async_trait]
 impl Provider for LinkedinProvider {
     fn spec(&self) -> &'static ProviderSpec {
@@ -71,30 +63,12 @@ impl Provider for LinkedinProvider {
         let Some(url) = &ctx.settings.revoke_url else {
             return Ok(RevokeOutcome::NotSupported);
         };
-        let id = ctx.id.as_str();
-        let resp = ctx
-            .http
-            .post(url.clone())
-            .header("Accept", "application/json")
-            .form(&revoke_form(ctx, tokens))
-            .send()
-            .await
-            .map_err(|e| Error::provider_unreachable(id, &e))?;
-        let status = resp.status();
-        if status.is_success() {
-            return Ok(RevokeOutcome::Revoked);
-        }
-        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
-            let retry_after = tether_core::oauth2_http::retry_after(resp.headers());
-            return Err(Error::provider(
-                id,
-                ProviderErrorKind::Temporary { retry_after },
-                format!("LinkedIn answered HTTP {status} to the revocation"),
-            ));
-        }
-        let body = resp.bytes().await.unwrap_or_default();
-        let code = error_code(&body).unwrap_or_else(|| format!("HTTP {status}"));
-        Err(Error::provider(id, ProviderErrorKind::Rejected, format!("LinkedIn refused the revocation: `{code}`")))
+        let request = ctx.http.post(url.clone()).form(&revoke_form(ctx, tokens));
+        tether_core::send_revocation(ctx, request, "LinkedIn", |status, body| {
+            let code = tether_core::json_error_code(body).unwrap_or_else(|| format!("HTTP {status}"));
+            format!("LinkedIn refused the revocation: `{code}`")
+        })
+        .await
     }
 }
 
@@ -159,15 +133,5 @@ mod tests {
             tether_core::parse_account("linkedin", &doc, SPEC.account_id_field, SPEC.account_name_field).unwrap();
         assert_eq!(account.id, "782bbtaQ");
         assert_eq!(account.name.as_deref(), Some("John Doe"));
-    }
-
-    #[test]
-    fn error_codes_are_short_and_clean() {
-        assert_eq!(
-            error_code(br#"{"error":"invalid_client","error_description":"x"}"#).as_deref(),
-            Some("invalid_client")
-        );
-        assert_eq!(error_code(br#"{"error":"<script>"}"#).as_deref(), Some("script"));
-        assert_eq!(error_code(b"<html>"), None);
     }
 }

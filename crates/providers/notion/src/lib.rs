@@ -102,21 +102,15 @@ impl Provider for NotionProvider {
         let url = ctx.settings.userinfo_url.as_ref().ok_or_else(|| {
             Error::Config(format!("providers.{id}.userinfo_url is missing: it is needed to identify the account"))
         })?;
-        let resp = ctx
+        let request = ctx
             .http
             .get(url.clone())
             .bearer_auth(tokens.access_token.expose_secret())
             .header("Notion-Version", version(ctx.settings))
-            .header("Accept", "application/json")
-            .send()
-            .await
-            .map_err(|e| Error::provider_unreachable(id, &e))?;
-        let status = resp.status();
-        let retry_after = tether_core::oauth2_http::retry_after(resp.headers());
-        let body = resp.bytes().await.map_err(|e| Error::provider_unreachable(id, &e))?;
-        let doc = tether_core::serde_json::from_slice::<Value>(&body).ok();
-        let Some(me) = doc.filter(|_| status.is_success()) else {
-            let (kind, message) = token::classify_error(status, &body, retry_after);
+            .header("Accept", "application/json");
+        let answer = tether_core::send_request(ctx, request).await?;
+        let Some(me) = answer.json().filter(|_| answer.status.is_success()) else {
+            let (kind, message) = token::classify_error(answer.status, &answer.body, answer.retry_after);
             return Err(Error::provider(id, kind, format!("{} {message}", url.path())));
         };
         account(id, &me, tokens, &ctx.settings.account_id_field, &ctx.settings.account_name_field)

@@ -43,15 +43,11 @@ pub(crate) async fn post(ctx: &ProviderContext<'_>, url: &Url, body: &Value) -> 
         }
         _ => request = request.basic_auth(&settings.client_id, secret),
     }
-    let resp = request.json(&body).send().await.map_err(|e| Error::provider_unreachable(id, &e))?;
-    let status = resp.status();
-    let retry_after = tether_core::oauth2_http::retry_after(resp.headers());
-    let bytes = resp.bytes().await.map_err(|e| Error::provider_unreachable(id, &e))?;
-    let doc = tether_core::serde_json::from_slice::<Value>(&bytes).ok();
-    match doc {
-        Some(doc) if status.is_success() => Ok(doc),
+    let answer = tether_core::send_request(ctx, request.json(&body)).await?;
+    match answer.json() {
+        Some(doc) if answer.status.is_success() => Ok(doc),
         _ => {
-            let (kind, message) = classify_error(status, &bytes, retry_after);
+            let (kind, message) = classify_error(answer.status, &answer.body, answer.retry_after);
             Err(Error::provider(id, kind, format!("{} {message}", url.path())))
         }
     }
@@ -67,13 +63,12 @@ pub(crate) fn classify_error(
     retry_after: Option<Duration>,
 ) -> (ProviderErrorKind, String) {
     let doc = tether_core::serde_json::from_slice::<Value>(body).ok();
-    let field = |k: &str| doc.as_ref().and_then(|d| d.get(k)).and_then(Value::as_str).map(|s| clean(s, 200));
+    let field =
+        |k: &str| doc.as_ref().and_then(|d| d.get(k)).and_then(Value::as_str).map(|s| tether_core::printable(s, 200));
     let code = field("code").or_else(|| field("error"));
     let message = field("message").or_else(|| field("error_description"));
     let kind = match code.as_deref() {
-        _ if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS => {
-            ProviderErrorKind::Temporary { retry_after }
-        }
+        _ if tether_core::is_temporary_status(status) => ProviderErrorKind::Temporary { retry_after },
         Some("rate_limited" | "service_unavailable" | "internal_server_error") => {
             ProviderErrorKind::Temporary { retry_after }
         }
@@ -102,11 +97,6 @@ fn is_api_error(doc: &Value) -> bool {
         && doc.get("message").and_then(Value::as_str).is_some_and(|m| m.contains("API token"))
 }
 
-/// Printable text, at most `max` characters (provider messages go into errors and events).
-fn clean(s: &str, max: usize) -> String {
-    s.chars().filter(|c| !c.is_control()).take(max).collect()
-}
-
 /// Reads a token response. Keeps the previous refresh token and scopes when the response does
 /// not repeat them; the installation's fields (`bot_id`, `workspace_id`, `workspace_name`,
 /// `workspace_icon`, `owner`, `duplicated_template_id`) go to [`TokenSet::extra`].
@@ -119,13 +109,9 @@ pub(crate) fn parse_token_response(doc: &Value, previous: Option<&TokenSet>) -> 
         .filter(|t| !t.is_empty())
         .map(|rt| SecretString::from(rt.to_owned()))
         .or_else(|| previous.and_then(|p| p.refresh_token.clone()));
-    let expires_at = match obj.get("expires_in") {
-        Some(Value::Number(n)) => n.as_u64(),
-        Some(Value::String(s)) => s.trim().parse().ok(),
-        _ => None,
-    }
-    .and_then(|secs| SystemTime::now().checked_add(Duration::from_secs(secs)))
-    .map(Into::into);
+    let expires_at = tether_core::lenient_u64(obj.get("expires_in"))
+        .and_then(|secs| SystemTime::now().checked_add(Duration::from_secs(secs)))
+        .map(Into::into);
     let mut extra: Map<String, Value> = obj.clone();
     extra.retain(|k, _| !k.contains("token") && !k.contains("secret") && k != "expires_in" && k != "request_id");
     // A refresh answer may not repeat the installation: keep what the authorization said.

@@ -53,7 +53,7 @@ pub struct PinterestProvider;
 /// `invalid_grant`) needs the user; anything else is refused or not understood.
 fn classify_error(status: StatusCode, body: &[u8]) -> (ProviderErrorKind, String) {
     let doc: Option<Value> = tether_core::serde_json::from_slice(body).ok();
-    let text = |v: Option<&Value>| v.and_then(Value::as_str).map(|s| clean(s, 200));
+    let text = |v: Option<&Value>| v.and_then(Value::as_str).map(|s| tether_core::printable(s, 200));
     let pinterest_code = doc.as_ref().and_then(|d| d.get("code")).and_then(Value::as_i64);
     let rfc_error = text(doc.as_ref().and_then(|d| d.get("error")));
     match (pinterest_code, rfc_error) {
@@ -75,18 +75,9 @@ fn classify_error(status: StatusCode, body: &[u8]) -> (ProviderErrorKind, String
     }
 }
 
-/// Printable text, at most `max` characters (provider messages go into errors and events).
-fn clean(s: &str, max: usize) -> String {
-    s.chars().filter(|c| !c.is_control()).take(max).collect()
-}
-
 /// A number of seconds given as a number or a string.
 fn seconds(v: Option<&Value>) -> Option<Duration> {
-    match v? {
-        Value::Number(n) => n.as_u64().map(Duration::from_secs),
-        Value::String(s) => s.trim().parse().ok().map(Duration::from_secs),
-        _ => None,
-    }
+    tether_core::lenient_u64(v).map(Duration::from_secs)
 }
 
 /// A point in time `d` from now, as a [`TokenSet`] stores it.
@@ -153,7 +144,7 @@ async fn token_request(
     }
     let resp = request.form(&form).send().await.map_err(|e| Error::provider_unreachable(id, &e))?;
     let status = resp.status();
-    if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+    if tether_core::is_temporary_status(status) {
         let retry_after = tether_core::oauth2_http::retry_after(resp.headers());
         return Err(Error::provider(
             id,

@@ -74,11 +74,6 @@ const RETRYABLE: &[&str] = &["ratelimited", "internal_error", "fatal_error", "se
 #[derive(Debug, Default)]
 pub struct SlackProvider;
 
-/// Printable text, at most `max` characters (provider messages go into errors and events).
-fn clean(s: &str, max: usize) -> String {
-    s.chars().filter(|c| !c.is_control()).take(max).collect()
-}
-
 /// The bot scopes configured in `[providers.slack] bot_scopes` (a list or a comma string).
 fn bot_scopes(ctx: &ProviderContext<'_>) -> Vec<String> {
     match ctx.settings.extra.get("bot_scopes") {
@@ -94,7 +89,7 @@ fn check(
     doc: Option<Value>,
     what: &str,
 ) -> std::result::Result<Value, (ProviderErrorKind, String)> {
-    if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+    if tether_core::is_temporary_status(status) {
         return Err((ProviderErrorKind::Temporary { retry_after: None }, format!("{what} answered HTTP {status}")));
     }
     let Some(doc) = doc else {
@@ -103,7 +98,11 @@ fn check(
     if doc.get("ok").and_then(Value::as_bool) == Some(true) {
         return Ok(doc);
     }
-    let code = doc.get("error").and_then(Value::as_str).map(|c| clean(c, 60)).unwrap_or_else(|| "unknown".into());
+    let code = doc
+        .get("error")
+        .and_then(Value::as_str)
+        .map(|c| tether_core::printable(c, 60))
+        .unwrap_or_else(|| "unknown".into());
     let kind = match code.as_str() {
         c if DEAD.contains(&c) => ProviderErrorKind::InvalidGrant,
         c if RETRYABLE.contains(&c) => ProviderErrorKind::Temporary { retry_after: None },
@@ -114,28 +113,14 @@ fn check(
 
 /// Sends a request to a Slack method and returns its `ok` answer, or the classified failure.
 async fn call(ctx: &ProviderContext<'_>, request: tether_core::reqwest::RequestBuilder, what: &str) -> Result<Value> {
-    let id = ctx.id.as_str();
-    let resp =
-        request.header("Accept", "application/json").send().await.map_err(|e| Error::provider_unreachable(id, &e))?;
-    let status = resp.status();
-    let retry_after = tether_core::oauth2_http::retry_after(resp.headers());
-    let body = resp.bytes().await.map_err(|e| Error::provider_unreachable(id, &e))?;
-    let doc = tether_core::serde_json::from_slice::<Value>(&body).ok();
-    check(status, doc, what).map_err(|(kind, message)| {
+    let answer = tether_core::send_request(ctx, request.header("Accept", "application/json")).await?;
+    check(answer.status, answer.json(), what).map_err(|(kind, message)| {
         let kind = match kind {
-            ProviderErrorKind::Temporary { .. } => ProviderErrorKind::Temporary { retry_after },
+            ProviderErrorKind::Temporary { .. } => answer.temporary(),
             other => other,
         };
-        Error::provider(id, kind, message)
+        Error::provider(ctx.id.as_str(), kind, message)
     })
-}
-
-fn lenient_u64(v: Option<&Value>) -> Option<u64> {
-    match v? {
-        Value::Number(n) => n.as_u64(),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }
 }
 
 /// Reads the token the connection holds from an `oauth.v2.access` answer: the user token
@@ -153,7 +138,7 @@ fn parse_tokens(doc: &Value, kind: Option<&str>, previous: Option<&TokenSet>) ->
     };
     let access_token = entry.get("access_token")?.as_str().filter(|t| !t.is_empty())?;
     let mut tokens = TokenSet::bearer(access_token);
-    tokens.expires_at = lenient_u64(entry.get("expires_in"))
+    tokens.expires_at = tether_core::lenient_u64(entry.get("expires_in"))
         .and_then(|s| SystemTime::now().checked_add(Duration::from_secs(s)))
         .map(Into::into);
     tokens.refresh_token = entry

@@ -30,6 +30,7 @@ use tether_core::serde_json::Value;
 use tether_core::{
     AccountIdentity, AuthorizationRequest, ClientAuth, Error, ExposeSecret, PkceMode, Provider, ProviderContext,
     ProviderErrorKind, ProviderSpec, Result, RevokeOutcome, SecretString, TokenSet, Url, async_trait, get_json,
+    lenient_u64, printable,
 };
 
 /// TikTok's endpoints (Login Kit v2) and defaults.
@@ -58,19 +59,6 @@ const RETRYABLE: &[&str] = &["server_error", "temporarily_unavailable", "rate_li
 #[derive(Debug, Default)]
 pub struct TiktokProvider;
 
-/// Printable text, at most `max` characters (provider messages go into errors and events).
-fn clean(s: &str, max: usize) -> String {
-    s.chars().filter(|c| !c.is_control()).take(max).collect()
-}
-
-fn lenient_u64(v: Option<&Value>) -> Option<u64> {
-    match v? {
-        Value::Number(n) => n.as_u64(),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }
-}
-
 fn from_now<T: From<SystemTime>>(secs: Option<u64>) -> Option<T> {
     SystemTime::now().checked_add(Duration::from_secs(secs?)).map(T::from)
 }
@@ -79,7 +67,7 @@ fn from_now<T: From<SystemTime>>(secs: Option<u64>) -> Option<T> {
 /// its HTTP status, as (kind, message). `None`: no error in it.
 fn token_error(status: StatusCode, doc: Option<&Value>, what: &str) -> Option<(ProviderErrorKind, String)> {
     let code = doc.and_then(|d| d.get("error")).and_then(Value::as_str).filter(|c| !c.is_empty() && *c != "ok");
-    if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+    if tether_core::is_temporary_status(status) {
         return Some((ProviderErrorKind::Temporary { retry_after: None }, format!("{what} answered HTTP {status}")));
     }
     let Some(code) = code else {
@@ -93,9 +81,9 @@ fn token_error(status: StatusCode, doc: Option<&Value>, what: &str) -> Option<(P
     let description = doc
         .and_then(|d| d.get("error_description"))
         .and_then(Value::as_str)
-        .map(|d| format!(": {}", clean(d, 200)))
+        .map(|d| format!(": {}", printable(d, 200)))
         .unwrap_or_default();
-    Some((kind, format!("{what} answered `{}`{description}", clean(code, 60))))
+    Some((kind, format!("{what} answered `{}`{description}", printable(code, 60))))
 }
 
 /// Reads a token answer. The refresh token, its expiry and `open_id` of `previous` carry over
@@ -138,22 +126,11 @@ async fn post_form(ctx: &ProviderContext<'_>, url: &Url, params: &[(&str, &str)]
     let mut form: Vec<(&str, &str)> = vec![("client_key", &ctx.settings.client_id)];
     form.extend(secret.map(|s| ("client_secret", s)));
     form.extend_from_slice(params);
-    let resp = ctx
-        .http
-        .post(url.clone())
-        .header("Accept", "application/json")
-        .form(&form)
-        .send()
-        .await
-        .map_err(|e| Error::provider_unreachable(id, &e))?;
-    let status = resp.status();
-    let retry_after = tether_core::oauth2_http::retry_after(resp.headers());
-    let body = resp.bytes().await.map_err(|e| Error::provider_unreachable(id, &e))?;
-    let doc = tether_core::serde_json::from_slice::<Value>(&body).ok();
-    match token_error(status, doc.as_ref(), what) {
-        Some((ProviderErrorKind::Temporary { .. }, message)) => {
-            Err(Error::provider(id, ProviderErrorKind::Temporary { retry_after }, message))
-        }
+    let request = ctx.http.post(url.clone()).header("Accept", "application/json").form(&form);
+    let answer = tether_core::send_request(ctx, request).await?;
+    let doc = answer.json();
+    match token_error(answer.status, doc.as_ref(), what) {
+        Some((ProviderErrorKind::Temporary { .. }, message)) => Err(Error::provider(id, answer.temporary(), message)),
         Some((kind, message)) => Err(Error::provider(id, kind, message)),
         None => {
             doc.ok_or_else(|| Error::provider(id, ProviderErrorKind::Protocol, format!("{what} did not answer JSON")))
@@ -182,10 +159,15 @@ fn account_from_user_info(provider: &str, doc: &Value, open_id: Option<&str>) ->
     let protocol = |m: String| Error::provider(provider, ProviderErrorKind::Protocol, m);
     let code = doc.pointer("/error/code").and_then(Value::as_str).unwrap_or("ok");
     if code != "ok" {
-        let message = doc.pointer("/error/message").and_then(Value::as_str).map(|m| clean(m, 200)).unwrap_or_default();
+        let message =
+            doc.pointer("/error/message").and_then(Value::as_str).map(|m| printable(m, 200)).unwrap_or_default();
         let kind =
             if code == "access_token_invalid" { ProviderErrorKind::InvalidGrant } else { ProviderErrorKind::Rejected };
-        return Err(Error::provider(provider, kind, format!("user info answered `{}`: {message}", clean(code, 60))));
+        return Err(Error::provider(
+            provider,
+            kind,
+            format!("user info answered `{}`: {message}", printable(code, 60)),
+        ));
     }
     let user = doc.pointer("/data/user").ok_or_else(|| protocol("the user info answer has no data.user".into()))?;
     let listed = user.get("open_id").and_then(Value::as_str).filter(|o| !o.is_empty());

@@ -27,8 +27,6 @@
 //! Setup: see docs/providers/twitch.md.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
-use std::time::{Duration, SystemTime};
-
 use tether_core::reqwest::StatusCode;
 use tether_core::serde_json::Value;
 use tether_core::{
@@ -53,9 +51,6 @@ pub static SPEC: ProviderSpec = ProviderSpec {
     ..ProviderSpec::oauth2("twitch", "Twitch")
 };
 
-/// An access token closer than this to its expiry is renewed before it is revoked.
-const REVOKE_MARGIN: Duration = Duration::from_secs(60);
-
 /// The Twitch provider.
 #[derive(Debug, Default)]
 pub struct TwitchProvider;
@@ -65,7 +60,8 @@ pub struct TwitchProvider;
 /// redirect URI mismatch) is refused. RFC 6749 `error` codes are understood too.
 pub fn classify_error(status: StatusCode, body: &[u8]) -> (ProviderErrorKind, String) {
     let doc: Option<Value> = tether_core::serde_json::from_slice(body).ok();
-    let field = |k: &str| doc.as_ref().and_then(|d| d.get(k)).and_then(Value::as_str).map(|s| clean(s, 200));
+    let field =
+        |k: &str| doc.as_ref().and_then(|d| d.get(k)).and_then(Value::as_str).map(|s| tether_core::printable(s, 200));
     if let Some(message) = field("message") {
         let lower = message.to_ascii_lowercase();
         let dead = lower.contains("invalid refresh token") || lower.contains("invalid authorization code");
@@ -80,11 +76,6 @@ pub fn classify_error(status: StatusCode, body: &[u8]) -> (ProviderErrorKind, St
         return (ProviderErrorKind::Protocol, "Twitch answered something that is not a token response".into());
     }
     (ProviderErrorKind::Rejected, format!("Twitch answered HTTP {status}"))
-}
-
-/// Printable text, at most `max` characters (provider messages go into errors and events).
-fn clean(s: &str, max: usize) -> String {
-    s.chars().filter(|c| !c.is_control()).take(max).collect()
 }
 
 /// The account of a Helix `/users` answer: the first user of `data`, with the configured
@@ -109,7 +100,7 @@ async fn helix_get(ctx: &ProviderContext<'_>, url: &tether_core::Url, tokens: &T
         .await
         .map_err(|e| Error::provider_unreachable(id, &e))?;
     let status = resp.status();
-    if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+    if tether_core::is_temporary_status(status) {
         let retry_after = tether_core::oauth2_http::retry_after(resp.headers());
         return Err(Error::provider(
             id,
@@ -184,37 +175,12 @@ impl Provider for TwitchProvider {
         let Some(url) = &ctx.settings.revoke_url else {
             return Ok(RevokeOutcome::NotSupported);
         };
-        let id = ctx.id.as_str();
-        let soon = SystemTime::now() + REVOKE_MARGIN;
-        let renewed = if !tokens.is_valid(soon.into()) && self.can_refresh(tokens) {
-            Some(self.refresh(ctx, tokens).await?)
-        } else {
-            None
-        };
-        let access_token = &renewed.as_ref().unwrap_or(tokens).access_token;
-        let resp = ctx
-            .http
-            .post(url.clone())
-            .header("Accept", "application/json")
-            .form(&revoke_form(ctx, access_token))
-            .send()
-            .await
-            .map_err(|e| Error::provider_unreachable(id, &e))?;
-        let status = resp.status();
-        if status.is_success() {
-            return Ok(RevokeOutcome::Revoked);
-        }
-        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
-            let retry_after = tether_core::oauth2_http::retry_after(resp.headers());
-            return Err(Error::provider(
-                id,
-                ProviderErrorKind::Temporary { retry_after },
-                format!("Twitch answered HTTP {status} to the revocation"),
-            ));
-        }
-        let body = resp.bytes().await.unwrap_or_default();
-        let (_, message) = classify_error(status, &body);
-        Err(Error::provider(id, ProviderErrorKind::Rejected, format!("revocation refused: {message}")))
+        let tokens = tether_core::renew_if_expiring(self, ctx, tokens).await?;
+        let request = ctx.http.post(url.clone()).form(&revoke_form(ctx, &tokens.access_token));
+        tether_core::send_revocation(ctx, request, "Twitch", |status, body| {
+            format!("revocation refused: {}", classify_error(status, body).1)
+        })
+        .await
     }
 }
 

@@ -21,8 +21,6 @@
 //! Setup: see docs/providers/zoom.md.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
-use std::time::{Duration, SystemTime};
-
 use tether_core::reqwest::StatusCode;
 use tether_core::serde_json::Value;
 use tether_core::{
@@ -46,9 +44,6 @@ pub static SPEC: ProviderSpec = ProviderSpec {
     ..ProviderSpec::oauth2("zoom", "Zoom")
 };
 
-/// An access token closer than this to its expiry is renewed before it is revoked.
-const REVOKE_MARGIN: Duration = Duration::from_secs(60);
-
 /// The Zoom provider.
 #[derive(Debug, Default)]
 pub struct ZoomProvider;
@@ -58,7 +53,8 @@ pub struct ZoomProvider;
 /// credentials, a redirect mismatch) is refused.
 pub fn classify_error(status: StatusCode, body: &[u8]) -> (ProviderErrorKind, String) {
     let doc: Option<Value> = tether_core::serde_json::from_slice(body).ok();
-    let field = |k: &str| doc.as_ref().and_then(|d| d.get(k)).and_then(Value::as_str).map(|s| clean(s, 200));
+    let field =
+        |k: &str| doc.as_ref().and_then(|d| d.get(k)).and_then(Value::as_str).map(|s| tether_core::printable(s, 200));
     let (reason, error) = (field("reason"), field("error"));
     if reason.is_none() && error.is_none() {
         if status.is_success() {
@@ -76,11 +72,6 @@ pub fn classify_error(status: StatusCode, body: &[u8]) -> (ProviderErrorKind, St
         (None, None) => format!("Zoom answered HTTP {status}"),
     };
     (kind, message)
-}
-
-/// Printable text, at most `max` characters (provider messages go into errors and events).
-fn clean(s: &str, max: usize) -> String {
-    s.chars().filter(|c| !c.is_control()).take(max).collect()
 }
 
 /// The account of a `/v2/users/me` document: the configured id field (`id`), and the
@@ -148,16 +139,9 @@ impl Provider for ZoomProvider {
         let Some(url) = &ctx.settings.revoke_url else {
             return Ok(RevokeOutcome::NotSupported);
         };
-        let id = ctx.id.as_str();
-        let soon = SystemTime::now() + REVOKE_MARGIN;
-        let renewed = if !tokens.is_valid(soon.into()) && self.can_refresh(tokens) {
-            Some(self.refresh(ctx, tokens).await?)
-        } else {
-            None
-        };
-        let access_token = &renewed.as_ref().unwrap_or(tokens).access_token;
-        let mut request = ctx.http.post(url.clone()).header("Accept", "application/json");
-        let mut form = vec![("token", access_token.expose_secret())];
+        let tokens = tether_core::renew_if_expiring(self, ctx, tokens).await?;
+        let mut request = ctx.http.post(url.clone());
+        let mut form = vec![("token", tokens.access_token.expose_secret())];
         match (ctx.settings.client_auth, ctx.settings.client_secret.as_ref()) {
             (ClientAuth::Basic, Some(secret)) => {
                 request = request.basic_auth(&ctx.settings.client_id, Some(secret.expose_secret()));
@@ -169,22 +153,10 @@ impl Provider for ZoomProvider {
                 }
             }
         }
-        let resp = request.form(&form).send().await.map_err(|e| Error::provider_unreachable(id, &e))?;
-        let status = resp.status();
-        if status.is_success() {
-            return Ok(RevokeOutcome::Revoked);
-        }
-        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
-            let retry_after = tether_core::oauth2_http::retry_after(resp.headers());
-            return Err(Error::provider(
-                id,
-                ProviderErrorKind::Temporary { retry_after },
-                format!("Zoom answered HTTP {status} to the revocation"),
-            ));
-        }
-        let body = resp.bytes().await.unwrap_or_default();
-        let (_, message) = classify_error(status, &body);
-        Err(Error::provider(id, ProviderErrorKind::Rejected, format!("revocation refused: {message}")))
+        tether_core::send_revocation(ctx, request.form(&form), "Zoom", |status, body| {
+            format!("revocation refused: {}", classify_error(status, body).1)
+        })
+        .await
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod config;
 mod defaults;
+mod http_helpers;
 mod registry;
 mod token_request;
 
@@ -14,6 +15,10 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 pub use config::{ProviderConfig, ProviderSettings};
+pub use http_helpers::{
+    ProviderAnswer, REVOKE_RENEWAL_MARGIN, is_temporary_status, json_error_code, lenient_u64, printable,
+    renew_if_expiring, send_request, send_revocation,
+};
 pub use registry::{ConfiguredProvider, ProviderRegistration, ProviderRegistry};
 pub use token_request::{TokenErrorClassifier, request_tokens};
 
