@@ -29,6 +29,7 @@ use tether_core::{
     ClientAuth, Error, ExposeSecret, PkceMode, Provider, ProviderContext, ProviderErrorKind, ProviderSpec, Result,
     RevokeOutcome, SecretString, TokenSet, async_trait,
 };
+use tether_provider_meta_login::GraphErrors;
 
 /// Facebook's endpoints (Graph API v25.0) and defaults.
 pub static SPEC: ProviderSpec = ProviderSpec {
@@ -46,67 +47,19 @@ pub static SPEC: ProviderSpec = ProviderSpec {
     ..ProviderSpec::oauth2("facebook", "Facebook")
 };
 
-/// Meta's error code for an invalid or expired access token.
-const INVALID_TOKEN: i64 = 190;
-/// Meta error codes that mean "slow down" or "try again": unknown error made transient,
-/// service unavailable, and the application, user and page rate limits.
-const RETRYABLE: &[i64] = &[2, 4, 17, 32, 341, 613];
+/// How Facebook's Graph errors are read: `{"error":{…}}` (or RFC 6749's `{"error":"…"}`) only;
+/// code 190 is a dead grant; `is_transient` errors and these codes are retried: service
+/// unavailable, and the application, user and page rate limits. Code 1 is not (Facebook uses it
+/// for "Error validating client secret" too).
+const GRAPH_ERRORS: GraphErrors = GraphErrors { retryable: &[2, 4, 17, 32, 341, 613], flat_shape: false };
 
 /// The Facebook provider.
 #[derive(Debug, Default)]
 pub struct FacebookProvider;
 
-/// A Graph API error.
-#[derive(Debug, PartialEq, Eq)]
-struct MetaError {
-    code: Option<i64>,
-    subcode: Option<i64>,
-    message: String,
-    transient: bool,
-}
-
-/// Reads `{"error":{…}}` (Meta's shape), or an RFC 6749 `{"error":"…"}` as code-less.
-fn parse_meta_error(body: &[u8]) -> Option<MetaError> {
-    let doc: Value = tether_core::serde_json::from_slice(body).ok()?;
-    match doc.get("error")? {
-        Value::Object(e) => Some(MetaError {
-            code: e.get("code").and_then(Value::as_i64),
-            subcode: e.get("error_subcode").and_then(Value::as_i64),
-            message: e.get("message").and_then(Value::as_str).map(|m| clean(m, 200)).unwrap_or_default(),
-            transient: e.get("is_transient").and_then(Value::as_bool).unwrap_or(false),
-        }),
-        Value::String(code) => {
-            Some(MetaError { code: None, subcode: None, message: clean(code, 60), transient: false })
-        }
-        _ => None,
-    }
-}
-
-/// Printable text, at most `max` characters (provider messages go into errors and events).
-fn clean(s: &str, max: usize) -> String {
-    s.chars().filter(|c| !c.is_control()).take(max).collect()
-}
-
 /// What a failed Graph call means for the connection.
 fn classify(status: StatusCode, body: &[u8], what: &str) -> (ProviderErrorKind, String) {
-    if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
-        return (ProviderErrorKind::Temporary { retry_after: None }, format!("{what} answered HTTP {status}"));
-    }
-    let Some(e) = parse_meta_error(body) else {
-        return (ProviderErrorKind::Rejected, format!("{what} answered HTTP {status}"));
-    };
-    let kind = match e.code {
-        Some(INVALID_TOKEN) => ProviderErrorKind::InvalidGrant,
-        Some(code) if e.transient || RETRYABLE.contains(&code) => ProviderErrorKind::Temporary { retry_after: None },
-        None if e.message == "invalid_grant" => ProviderErrorKind::InvalidGrant,
-        _ => ProviderErrorKind::Rejected,
-    };
-    let code = match (e.code, e.subcode) {
-        (Some(c), Some(s)) => format!("code {c}/{s}"),
-        (Some(c), None) => format!("code {c}"),
-        _ => format!("HTTP {status}"),
-    };
-    (kind, format!("{what} answered {code}: {}", e.message))
+    GRAPH_ERRORS.classify(status, body, what)
 }
 
 /// A point in time `d` from now, as a [`TokenSet`] stores it.
@@ -301,13 +254,17 @@ mod tests {
     }
 
     #[test]
-    fn meta_errors_parse_with_or_without_a_subcode() {
-        let e = parse_meta_error(br#"{"error":{"message":"Invalid OAuth access token - Cannot parse access token","type":"OAuthException","code":190}}"#)
-            .unwrap();
-        assert_eq!(e.code, Some(190));
-        assert_eq!(e.subcode, None);
-        assert!(!e.transient);
-        assert!(parse_meta_error(br#"{"data":[]}"#).is_none());
+    fn graph_errors_read_with_or_without_a_subcode_and_nothing_else() {
+        let invalid = br#"{"error":{"message":"Invalid OAuth access token - Cannot parse access token","type":"OAuthException","code":190}}"#;
+        let (kind, message) = classify(StatusCode::BAD_REQUEST, invalid, "x");
+        assert_eq!(kind, ProviderErrorKind::InvalidGrant);
+        assert_eq!(message, "x answered code 190: Invalid OAuth access token - Cannot parse access token");
+        let (kind, message) = classify(StatusCode::BAD_REQUEST, br#"{"data":[]}"#, "x");
+        assert_eq!((kind, message.as_str()), (ProviderErrorKind::Rejected, "x answered HTTP 400 Bad Request"));
+        // Instagram's flat shape is not Facebook's: read as an unexplained HTTP error.
+        let flat = br#"{"error_type":"OAuthException","code":190,"error_message":"Invalid token"}"#;
+        let (kind, message) = classify(StatusCode::BAD_REQUEST, flat, "x");
+        assert_eq!((kind, message.as_str()), (ProviderErrorKind::Rejected, "x answered HTTP 400 Bad Request"));
     }
 
     #[test]
