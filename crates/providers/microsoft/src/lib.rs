@@ -88,11 +88,7 @@ impl Provider for MicrosoftProvider {
     ) -> Result<TokenSet> {
         let settings = for_tenant(ctx.id.as_str(), ctx.settings)?;
         let ctx = ProviderContext { settings: &settings, ..*ctx };
-        let mut form =
-            vec![("grant_type", "authorization_code"), ("code", code), ("redirect_uri", ctx.redirect_uri.as_str())];
-        if let (PkceMode::S256, Some(verifier)) = (settings.pkce, pkce_verifier) {
-            form.push(("code_verifier", verifier.expose_secret()));
-        }
+        let form = tether_core::authorization_code_form(&ctx, code, pkce_verifier);
         tether_core::request_tokens(&ctx, &form, None, token::classify).await
     }
 

@@ -198,13 +198,7 @@ impl Provider for PinterestProvider {
     /// `grant_type=refresh_token` with `continuous_refresh=true`: a new access token and a new
     /// refresh token. Code 283 means the grant is dead.
     async fn refresh(&self, ctx: &ProviderContext<'_>, current: &TokenSet) -> Result<TokenSet> {
-        let Some(refresh_token) = &current.refresh_token else {
-            return Err(Error::provider(
-                ctx.id.as_str(),
-                ProviderErrorKind::Unsupported,
-                "this connection has no refresh token",
-            ));
-        };
+        let refresh_token = tether_core::current_refresh_token(ctx, current)?;
         let form = [
             ("grant_type", "refresh_token"),
             ("refresh_token", refresh_token.expose_secret()),

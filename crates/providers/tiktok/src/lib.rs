@@ -220,23 +220,13 @@ impl Provider for TiktokProvider {
         code: &str,
         pkce_verifier: Option<&SecretString>,
     ) -> Result<TokenSet> {
-        let mut params =
-            vec![("grant_type", "authorization_code"), ("code", code), ("redirect_uri", ctx.redirect_uri.as_str())];
-        if let (PkceMode::S256, Some(v)) = (ctx.settings.pkce, pkce_verifier) {
-            params.push(("code_verifier", v.expose_secret()));
-        }
+        let params = tether_core::authorization_code_form(ctx, code, pkce_verifier);
         token_request(ctx, &params, None).await
     }
 
     /// The refresh grant with `client_key`; the rotated refresh token replaces the used one.
     async fn refresh(&self, ctx: &ProviderContext<'_>, current: &TokenSet) -> Result<TokenSet> {
-        let Some(refresh_token) = &current.refresh_token else {
-            return Err(Error::provider(
-                ctx.id.as_str(),
-                ProviderErrorKind::Unsupported,
-                "this connection has no refresh token",
-            ));
-        };
+        let refresh_token = tether_core::current_refresh_token(ctx, current)?;
         let params = [("grant_type", "refresh_token"), ("refresh_token", refresh_token.expose_secret())];
         token_request(ctx, &params, Some(current)).await
     }

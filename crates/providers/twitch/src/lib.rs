@@ -149,13 +149,7 @@ impl Provider for TwitchProvider {
     /// `grant_type=refresh_token`: a new access token and a new refresh token. "Invalid
     /// refresh token" means the grant is dead.
     async fn refresh(&self, ctx: &ProviderContext<'_>, current: &TokenSet) -> Result<TokenSet> {
-        let Some(refresh_token) = &current.refresh_token else {
-            return Err(Error::provider(
-                ctx.id.as_str(),
-                ProviderErrorKind::Unsupported,
-                "this connection has no refresh token",
-            ));
-        };
+        let refresh_token = tether_core::current_refresh_token(ctx, current)?;
         let form = [("grant_type", "refresh_token"), ("refresh_token", refresh_token.expose_secret())];
         tether_core::request_tokens(ctx, &form, Some(current), classify_error).await
     }

@@ -102,24 +102,14 @@ impl Provider for ZoomProvider {
         code: &str,
         pkce_verifier: Option<&SecretString>,
     ) -> Result<TokenSet> {
-        let mut form =
-            vec![("grant_type", "authorization_code"), ("code", code), ("redirect_uri", ctx.redirect_uri.as_str())];
-        if let (PkceMode::S256, Some(verifier)) = (ctx.settings.pkce, pkce_verifier) {
-            form.push(("code_verifier", verifier.expose_secret()));
-        }
+        let form = tether_core::authorization_code_form(ctx, code, pkce_verifier);
         tether_core::request_tokens(ctx, &form, None, classify_error).await
     }
 
     /// `grant_type=refresh_token`: a new access token and a new refresh token. "Invalid Token!"
     /// means the grant is dead.
     async fn refresh(&self, ctx: &ProviderContext<'_>, current: &TokenSet) -> Result<TokenSet> {
-        let Some(refresh_token) = &current.refresh_token else {
-            return Err(Error::provider(
-                ctx.id.as_str(),
-                ProviderErrorKind::Unsupported,
-                "this connection has no refresh token",
-            ));
-        };
+        let refresh_token = tether_core::current_refresh_token(ctx, current)?;
         let form = [("grant_type", "refresh_token"), ("refresh_token", refresh_token.expose_secret())];
         tether_core::request_tokens(ctx, &form, Some(current), classify_error).await
     }

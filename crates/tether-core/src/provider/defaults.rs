@@ -87,13 +87,7 @@ pub(super) async fn exchange_code(
 
 /// Default [`Provider::refresh`](super::Provider::refresh).
 pub(super) async fn refresh(ctx: &ProviderContext<'_>, current: &TokenSet) -> Result<TokenSet> {
-    let Some(refresh_token) = &current.refresh_token else {
-        return Err(Error::provider(
-            ctx.id.as_str(),
-            ProviderErrorKind::Unsupported,
-            "this connection has no refresh token",
-        ));
-    };
+    let refresh_token = super::current_refresh_token(ctx, current)?;
     let client = client(ctx)?;
     let rt = RefreshToken::new(refresh_token.expose_secret().to_owned());
     let mut req = client.exchange_refresh_token(&rt);

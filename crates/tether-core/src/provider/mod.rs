@@ -20,7 +20,7 @@ pub use http_helpers::{
     renew_if_expiring, send_request, send_revocation,
 };
 pub use registry::{ConfiguredProvider, ProviderRegistration, ProviderRegistry};
-pub use token_request::{TokenErrorClassifier, request_tokens};
+pub use token_request::{TokenErrorClassifier, authorization_code_form, current_refresh_token, request_tokens};
 
 use crate::{AccountIdentity, ProviderId, Result, TokenSet};
 

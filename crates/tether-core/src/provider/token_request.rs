@@ -4,9 +4,9 @@
 //! a failed answer means.
 
 use reqwest::StatusCode;
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 
-use super::{ClientAuth, ProviderContext};
+use super::{ClientAuth, PkceMode, ProviderContext};
 use crate::oauth2_http::{FlexibleTokenResponse, retry_after};
 use crate::{Error, ProviderErrorKind, Result, TokenSet};
 
@@ -70,6 +70,42 @@ pub async fn request_tokens(
     Err(Error::provider(id, kind, message))
 }
 
+/// The form of an authorization-code token request (RFC 6749 section 4.1.3):
+/// `grant_type=authorization_code`, `code`, `redirect_uri`, and the PKCE `code_verifier` when
+/// the provider does PKCE (`ctx.settings.pkce` is S256) and the flow has a verifier. Client
+/// credentials are not in it (see [`request_tokens`]); push provider-specific fields onto it.
+///
+/// ```ignore
+/// let form = tether_core::authorization_code_form(ctx, code, pkce_verifier);
+/// tether_core::request_tokens(ctx, &form, None, classify_zoom_error).await
+/// ```
+pub fn authorization_code_form<'a>(
+    ctx: &ProviderContext<'a>,
+    code: &'a str,
+    pkce_verifier: Option<&'a SecretString>,
+) -> Vec<(&'static str, &'a str)> {
+    let mut form =
+        vec![("grant_type", "authorization_code"), ("code", code), ("redirect_uri", ctx.redirect_uri.as_str())];
+    if let (PkceMode::S256, Some(verifier)) = (ctx.settings.pkce, pkce_verifier) {
+        form.push(("code_verifier", verifier.expose_secret()));
+    }
+    form
+}
+
+/// The refresh token of `current`, or, when the connection has none, the
+/// [`ProviderErrorKind::Unsupported`] error "this connection has no refresh token" that a
+/// [`Provider::refresh`](super::Provider::refresh) answers then.
+///
+/// ```ignore
+/// let refresh_token = tether_core::current_refresh_token(ctx, current)?;
+/// let form = [("grant_type", "refresh_token"), ("refresh_token", refresh_token.expose_secret())];
+/// ```
+pub fn current_refresh_token<'t>(ctx: &ProviderContext<'_>, current: &'t TokenSet) -> Result<&'t SecretString> {
+    current.refresh_token.as_ref().ok_or_else(|| {
+        Error::provider(ctx.id.as_str(), ProviderErrorKind::Unsupported, "this connection has no refresh token")
+    })
+}
+
 /// A token response, or `None` when `body` is not one (an error sent with HTTP 200 included).
 fn parse_token_response(body: &[u8], previous: Option<&TokenSet>) -> Option<TokenSet> {
     let doc: serde_json::Value = serde_json::from_slice(body).ok()?;
@@ -107,6 +143,50 @@ mod tests {
         assert!(parse_token_response(br#"{"access_token":"x","error":"invalid_request"}"#, None).is_none());
         assert!(parse_token_response(br#"{"access_token":""}"#, None).is_none());
         assert!(parse_token_response(b"<html>", None).is_none());
+    }
+
+    fn settings(pkce: PkceMode) -> super::super::ProviderSettings {
+        static SPEC: super::super::ProviderSpec = super::super::ProviderSpec {
+            authorize_url: "https://p.example/a",
+            token_url: "https://p.example/t",
+            ..super::super::ProviderSpec::oauth2("p", "P")
+        };
+        let config = super::super::ProviderConfig {
+            client_id: Some("c".into()),
+            client_secret: Some(SecretString::from("s".to_owned())),
+            pkce: Some(pkce == PkceMode::S256),
+            ..Default::default()
+        };
+        super::super::ProviderSettings::resolve("p", &SPEC, &config, &url::Url::parse("https://t.example").unwrap())
+            .unwrap()
+    }
+
+    #[test]
+    fn the_code_grant_has_the_verifier_only_with_pkce_and_refresh_needs_a_refresh_token() {
+        let (id, http) = (crate::ProviderId::parse("p").unwrap(), reqwest::Client::new());
+        let redirect = url::Url::parse("https://t.example/callback/p").unwrap();
+        let verifier = SecretString::from("v".repeat(43));
+        let with_pkce = settings(PkceMode::S256);
+        let ctx = ProviderContext { id: &id, settings: &with_pkce, http: &http, redirect_uri: &redirect };
+        assert_eq!(
+            authorization_code_form(&ctx, "the-code", Some(&verifier)),
+            [
+                ("grant_type", "authorization_code"),
+                ("code", "the-code"),
+                ("redirect_uri", "https://t.example/callback/p"),
+                ("code_verifier", verifier.expose_secret()),
+            ]
+        );
+        assert_eq!(authorization_code_form(&ctx, "c", None).len(), 3);
+        let without = settings(PkceMode::None);
+        let ctx = ProviderContext { id: &id, settings: &without, http: &http, redirect_uri: &redirect };
+        assert_eq!(authorization_code_form(&ctx, "c", Some(&verifier)).len(), 3, "no verifier without PKCE");
+
+        let mut tokens = TokenSet::bearer("a");
+        let Err(Error::Provider { kind, message, .. }) = current_refresh_token(&ctx, &tokens) else { panic!() };
+        assert_eq!((kind, message.as_str()), (ProviderErrorKind::Unsupported, "this connection has no refresh token"));
+        tokens.refresh_token = Some(SecretString::from("rt".to_owned()));
+        assert_eq!(current_refresh_token(&ctx, &tokens).unwrap().expose_secret(), "rt");
     }
 
     #[test]
