@@ -30,6 +30,9 @@ pub enum LeaseOutcome {
         /// When the other holder's lease expires.
         until: DateTime<Utc>,
     },
+    /// Not taken: the connection's tokens or status changed since the version the caller
+    /// read (see [`ConnectionStore::try_acquire_refresh_lease_at_version`]); read them again.
+    Changed,
 }
 
 /// Connections and their sealed tokens.
@@ -64,6 +67,36 @@ pub trait ConnectionStore: Send + Sync {
         until: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<LeaseOutcome>;
+    /// Takes the refresh lease like [`try_acquire_refresh_lease`](Self::try_acquire_refresh_lease),
+    /// but only while the connection is active and its tokens are still at `version`. When it
+    /// answers [`LeaseOutcome::Acquired`], the tokens the caller read at `version` are the
+    /// current ones, so the refresher needs no second read under the lease;
+    /// [`LeaseOutcome::Changed`] means they (or the status) changed since.
+    ///
+    /// The default takes the lease and then reads the row (releasing the lease again when the
+    /// row changed); stores should override it with one conditional update.
+    async fn try_acquire_refresh_lease_at_version(
+        &self,
+        id: ConnectionId,
+        holder: &str,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+        version: i64,
+    ) -> Result<LeaseOutcome> {
+        match self.try_acquire_refresh_lease(id, holder, until, now).await? {
+            LeaseOutcome::Acquired => match self.connection_and_tokens(id, false).await? {
+                Some((c, Some(t))) if c.status == ConnectionStatus::Active && t.version == version => {
+                    Ok(LeaseOutcome::Acquired)
+                }
+                Some((c, _)) => {
+                    self.release_refresh_lease(id, holder, c.status, c.last_error.as_deref()).await?;
+                    Ok(LeaseOutcome::Changed)
+                }
+                None => Err(crate::Error::NotFound { what: "connection", id: id.to_string() }),
+            },
+            other => Ok(other),
+        }
+    }
     /// Stores refreshed tokens and releases the lease in one atomic step, only while `holder`
     /// still holds it. Returns false (and writes nothing) when the lease was lost.
     async fn complete_refresh(

@@ -104,6 +104,7 @@ store_tests!(
     ciphertext_moved_to_another_row_fails_to_open,
     concurrent_upserts_of_one_identity_make_one_connection,
     twenty_concurrent_lease_acquirers_one_wins,
+    versioned_lease_is_taken_only_at_the_current_version_of_an_active_connection,
     expired_lease_can_be_taken_over,
     lease_on_unknown_connection_is_not_found,
     complete_refresh_by_wrong_holder_writes_nothing,
@@ -476,9 +477,46 @@ async fn twenty_concurrent_lease_acquirers_one_wins(store: SeaStore) {
         match t.await.unwrap() {
             LeaseOutcome::Acquired => acquired += 1,
             LeaseOutcome::Held { until: held } => assert_eq!(held, until),
+            LeaseOutcome::Changed => panic!("nothing changed the connection"),
         }
     }
     assert_eq!(acquired, 1);
+}
+
+async fn versioned_lease_is_taken_only_at_the_current_version_of_an_active_connection(store: SeaStore) {
+    let id = connect(&store, "alice", "1", Some(now())).await;
+    let t0 = now();
+    let until = t0 + Duration::seconds(30);
+    let v1 = version(&store, id).await;
+    let at = |holder: &'static str, v: i64| {
+        let store = store.clone();
+        async move { store.try_acquire_refresh_lease_at_version(id, holder, until, t0, v).await.unwrap() }
+    };
+    // A stale version never takes the lease, free or not.
+    assert_eq!(at("a", v1 - 1).await, LeaseOutcome::Changed);
+    assert_eq!(at("a", v1).await, LeaseOutcome::Acquired);
+    assert_eq!(at("b", v1).await, LeaseOutcome::Held { until });
+    // `a` refreshes: the version moves on, and a holder that read before cannot take the lease
+    // with its (now spent) refresh token.
+    assert!(store.complete_refresh(id, "a", &tokens("at-2", Some("rt-2"), None), now()).await.unwrap());
+    let v2 = version(&store, id).await;
+    assert!(v2 > v1);
+    assert_eq!(at("b", v1).await, LeaseOutcome::Changed);
+    assert_eq!(at("b", v2).await, LeaseOutcome::Acquired);
+    store.release_refresh_lease(id, "b", ConnectionStatus::Active, None).await.unwrap();
+    // A connection that is no longer active is never leased, whatever the version.
+    store.set_status(id, ConnectionStatus::ReauthRequired, Some("grant died")).await.unwrap();
+    let v3 = version(&store, id).await;
+    assert_eq!(at("c", v3).await, LeaseOutcome::Changed);
+    let other = connect(&store, "bob", "2", Some(now())).await;
+    let v = version(&store, other).await;
+    store.disconnect(other).await.unwrap();
+    assert_eq!(
+        store.try_acquire_refresh_lease_at_version(other, "c", until, t0, v).await.unwrap(),
+        LeaseOutcome::Changed
+    );
+    let unknown = ConnectionId::new();
+    assert!(store.try_acquire_refresh_lease_at_version(unknown, "c", until, t0, 1).await.is_err());
 }
 
 async fn expired_lease_can_be_taken_over(store: SeaStore) {

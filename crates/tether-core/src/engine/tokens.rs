@@ -192,7 +192,7 @@ impl Tether {
             return Err(Error::ReauthRequired(id.to_string()));
         }
         let provider = self.connection_provider(&conn).await?;
-        self.refresh_single_flight(&conn, &provider, stored.version, force, margin).await
+        self.refresh_single_flight(&conn, &provider, stored, force, margin).await
     }
 
     /// Asks the provider whose the connection's token is (its identity endpoint), with a token
@@ -292,22 +292,33 @@ impl Tether {
         self.inner.store.tokens(id).await?.ok_or_else(|| Error::Disconnected(id.to_string()))
     }
 
+    /// Refreshes under the in-process lock and the database lease, starting from `read`: the
+    /// tokens (refresh token included) the caller just read.
     async fn refresh_single_flight(
         &self,
         conn: &Connection,
         provider: &ConfiguredProvider,
-        seen_version: i64,
+        read: StoredTokens,
         force: bool,
         margin: Duration,
     ) -> Result<FreshToken> {
         let id = conn.id;
+        let seen_version = read.version;
         let lock = self.inner.flights.lock_for(id);
-        let _in_process = lock.lock().await;
+        // Uncontended, the caller's read is still the latest this process knows of; after a
+        // wait, another task of this process has probably refreshed: read again.
+        let (_in_process, mut known) = match lock.try_lock() {
+            Ok(guard) => (guard, Some(read)),
+            Err(_) => (lock.lock().await, None),
+        };
         let settings = &self.inner.settings;
         let started = tokio::time::Instant::now();
         let stored = loop {
             // Someone (this process or another) may have refreshed while we waited.
-            let stored = self.active_tokens(id).await?;
+            let stored = match known.take() {
+                Some(read) => read,
+                None => self.active_tokens(id).await?,
+            };
             let now = Utc::now();
             if stored.version != seen_version || (!force && stored.tokens.is_fresh(now, chrono_of(margin))) {
                 return Ok(fresh(id, &stored.tokens, &conn.scopes));
@@ -316,39 +327,15 @@ impl Tether {
                 return serve_or_unavailable(id, &stored.tokens, &conn.scopes, provider, wait, force);
             }
             let until = now + chrono_of(settings.lease_ttl);
-            match self.inner.store.try_acquire_refresh_lease(id, &self.inner.holder_id, until, now).await? {
-                LeaseOutcome::Acquired => {
-                    // Another process may have finished a refresh (and released the lease)
-                    // between our read and our claim: our refresh token may already be spent.
-                    // Re-read under the lease before using it.
-                    let (current, latest) = match self.inner.store.connection_and_tokens(id, true).await? {
-                        Some((c, t)) => (Some(c), t),
-                        None => (None, None),
-                    };
-                    match (current, latest) {
-                        (Some(c), Some(latest)) if c.status == ConnectionStatus::Active => {
-                            if latest.version == stored.version {
-                                break latest;
-                            }
-                            self.inner
-                                .store
-                                .release_refresh_lease(id, &self.inner.holder_id, c.status, c.last_error.as_deref())
-                                .await?;
-                            return Ok(fresh(id, &latest.tokens, &conn.scopes));
-                        }
-                        (Some(c), _) => {
-                            self.inner
-                                .store
-                                .release_refresh_lease(id, &self.inner.holder_id, c.status, c.last_error.as_deref())
-                                .await?;
-                            return Err(match c.status {
-                                ConnectionStatus::ReauthRequired => Error::ReauthRequired(id.to_string()),
-                                _ => Error::Disconnected(id.to_string()),
-                            });
-                        }
-                        (None, _) => return Err(Error::NotFound { what: "connection", id: id.to_string() }),
-                    }
-                }
+            let holder = &self.inner.holder_id;
+            // The lease is taken only if the connection is still active at the version read, so
+            // the refresh token in hand is the current one: another process may have finished a
+            // refresh (and released the lease) between our read and our claim, spending it.
+            match self.inner.store.try_acquire_refresh_lease_at_version(id, holder, until, now, stored.version).await? {
+                LeaseOutcome::Acquired => break stored,
+                // Changed since the read: the next turn reads again and serves the new tokens
+                // (or reports the new status).
+                LeaseOutcome::Changed => {}
                 LeaseOutcome::Held { .. } => {
                     metrics::counter!("tether_refresh_lease_contention_total", "provider" => provider.id.to_string())
                         .increment(1);
