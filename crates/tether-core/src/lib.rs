@@ -47,7 +47,7 @@ pub use provider::{
 };
 pub use provider::{
     ProviderAnswer, REVOKE_RENEWAL_MARGIN, is_temporary_status, json_error_code, lenient_u64, printable,
-    renew_if_expiring, send_request, send_revocation,
+    renew_if_expiring, send_request, send_revocation, userinfo_url,
 };
 pub use provider::{TokenErrorClassifier, authorization_code_form, current_refresh_token, request_tokens};
 pub use random::{hash_secret, random_token, secure_eq};

@@ -57,9 +57,7 @@ impl Provider for DropboxProvider {
 
     /// `POST /2/users/get_current_account` with no body: `account_id` and `name.display_name`.
     async fn fetch_account(&self, ctx: &ProviderContext<'_>, tokens: &TokenSet) -> Result<AccountIdentity> {
-        let url = ctx.settings.userinfo_url.as_ref().ok_or_else(|| {
-            Error::Config(format!("providers.{}.userinfo_url is missing: it is needed to identify the account", ctx.id))
-        })?;
+        let url = tether_core::userinfo_url(ctx)?;
         let doc = rpc(ctx, url, tokens).await?;
         let doc = doc.ok_or_else(|| {
             Error::provider(ctx.id.as_str(), ProviderErrorKind::Protocol, format!("{} did not answer JSON", url.path()))

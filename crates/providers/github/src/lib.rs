@@ -69,7 +69,7 @@ impl Provider for GithubProvider {
                 ProviderErrorKind::Rejected,
                 "GitHub does not know this token (already revoked) or the client credentials are wrong",
             )),
-            s if s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS => Err(Error::provider(
+            s if tether_core::is_temporary_status(s) => Err(Error::provider(
                 ctx.id.as_str(),
                 ProviderErrorKind::Temporary { retry_after: None },
                 format!("GitHub answered HTTP {s} to the revocation"),

@@ -91,7 +91,7 @@ fn revoke_outcome(
     if status.is_success() {
         return Ok(RevokeOutcome::Revoked);
     }
-    if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+    if tether_core::is_temporary_status(status) {
         return Err((
             ProviderErrorKind::Temporary { retry_after },
             format!("revocation endpoint answered HTTP {status}"),

@@ -89,7 +89,7 @@ impl Provider for MastodonProvider {
                 },
             )?;
         let status = resp.status();
-        if status.is_server_error() || status.as_u16() == 429 {
+        if tether_core::is_temporary_status(status) {
             return Err(Error::provider(
                 id,
                 ProviderErrorKind::Temporary { retry_after: retry_after(resp.headers()) },
@@ -101,9 +101,7 @@ impl Provider for MastodonProvider {
     }
 
     async fn fetch_account(&self, ctx: &ProviderContext<'_>, tokens: &TokenSet) -> Result<AccountIdentity> {
-        let url = ctx.settings.userinfo_url.as_ref().ok_or_else(|| {
-            Error::Config(format!("providers.{}.userinfo_url is missing: it is needed to identify the account", ctx.id))
-        })?;
+        let url = tether_core::userinfo_url(ctx)?;
         let doc = get_json(ctx, url, tokens).await?;
         account_from(ctx.id.as_str(), &doc, ctx.settings.instance.as_ref())
     }

@@ -114,9 +114,7 @@ impl Provider for MicrosoftProvider {
 
     /// Graph `GET /v1.0/me`: `id`, and `displayName` or `userPrincipalName` or `mail`.
     async fn fetch_account(&self, ctx: &ProviderContext<'_>, tokens: &TokenSet) -> Result<AccountIdentity> {
-        let url = ctx.settings.userinfo_url.as_ref().ok_or_else(|| {
-            Error::Config(format!("providers.{}.userinfo_url is missing: it is needed to identify the account", ctx.id))
-        })?;
+        let url = tether_core::userinfo_url(ctx)?;
         let me = tether_core::get_json(ctx, url, tokens).await?;
         account(ctx.id.as_str(), &me, &ctx.settings.account_id_field, &ctx.settings.account_name_field)
     }

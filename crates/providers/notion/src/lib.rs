@@ -99,9 +99,7 @@ impl Provider for NotionProvider {
     /// `GET /v1/users/me` with `Notion-Version`: the integration's bot user in the workspace.
     async fn fetch_account(&self, ctx: &ProviderContext<'_>, tokens: &TokenSet) -> Result<AccountIdentity> {
         let id = ctx.id.as_str();
-        let url = ctx.settings.userinfo_url.as_ref().ok_or_else(|| {
-            Error::Config(format!("providers.{id}.userinfo_url is missing: it is needed to identify the account"))
-        })?;
+        let url = tether_core::userinfo_url(ctx)?;
         let request = ctx
             .http
             .get(url.clone())

@@ -209,9 +209,7 @@ impl Provider for PinterestProvider {
 
     /// `GET /v5/user_account`: `id`, falling back to `username` when the response has no id.
     async fn fetch_account(&self, ctx: &ProviderContext<'_>, tokens: &TokenSet) -> Result<AccountIdentity> {
-        let url = ctx.settings.userinfo_url.as_ref().ok_or_else(|| {
-            Error::Config(format!("providers.{}.userinfo_url is missing: it is needed to identify the account", ctx.id))
-        })?;
+        let url = tether_core::userinfo_url(ctx)?;
         let doc = tether_core::get_json(ctx, url, tokens).await?;
         account(ctx.id.as_str(), &doc, &ctx.settings.account_id_field, &ctx.settings.account_name_field)
     }

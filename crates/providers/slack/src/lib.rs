@@ -274,9 +274,7 @@ impl Provider for SlackProvider {
 
     /// `auth.test` with the token.
     async fn fetch_account(&self, ctx: &ProviderContext<'_>, tokens: &TokenSet) -> Result<AccountIdentity> {
-        let url = ctx.settings.userinfo_url.clone().ok_or_else(|| {
-            Error::Config(format!("providers.{}.userinfo_url is missing: it is needed to identify the account", ctx.id))
-        })?;
+        let url = tether_core::userinfo_url(ctx)?.clone();
         let request = ctx.http.post(url).bearer_auth(tokens.access_token.expose_secret());
         let doc = call(ctx, request, "auth.test").await?;
         account_from_auth_test(ctx.id.as_str(), &doc)

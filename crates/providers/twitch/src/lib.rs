@@ -156,9 +156,7 @@ impl Provider for TwitchProvider {
 
     /// Helix `GET /users` with `Client-Id`: the first user of `data`.
     async fn fetch_account(&self, ctx: &ProviderContext<'_>, tokens: &TokenSet) -> Result<AccountIdentity> {
-        let url = ctx.settings.userinfo_url.as_ref().ok_or_else(|| {
-            Error::Config(format!("providers.{}.userinfo_url is missing: it is needed to identify the account", ctx.id))
-        })?;
+        let url = tether_core::userinfo_url(ctx)?;
         let doc = helix_get(ctx, url, tokens).await?;
         account_from_users(ctx.id.as_str(), &doc, &ctx.settings.account_id_field, &ctx.settings.account_name_field)
     }

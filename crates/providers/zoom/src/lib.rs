@@ -24,8 +24,8 @@
 use tether_core::reqwest::StatusCode;
 use tether_core::serde_json::Value;
 use tether_core::{
-    AccountIdentity, ClientAuth, Error, ExposeSecret, PkceMode, Provider, ProviderContext, ProviderErrorKind,
-    ProviderSpec, Result, RevokeOutcome, SecretString, TokenSet, async_trait,
+    AccountIdentity, ClientAuth, ExposeSecret, PkceMode, Provider, ProviderContext, ProviderErrorKind, ProviderSpec,
+    Result, RevokeOutcome, SecretString, TokenSet, async_trait,
 };
 
 /// Zoom's endpoints and defaults (no default scopes: the app's page chooses them).
@@ -116,9 +116,7 @@ impl Provider for ZoomProvider {
 
     /// `GET /v2/users/me`, then [`account_from_me`].
     async fn fetch_account(&self, ctx: &ProviderContext<'_>, tokens: &TokenSet) -> Result<AccountIdentity> {
-        let url = ctx.settings.userinfo_url.as_ref().ok_or_else(|| {
-            Error::Config(format!("providers.{}.userinfo_url is missing: it is needed to identify the account", ctx.id))
-        })?;
+        let url = tether_core::userinfo_url(ctx)?;
         let doc = tether_core::get_json(ctx, url, tokens).await?;
         account_from_me(ctx.id.as_str(), &doc, &ctx.settings.account_id_field, &ctx.settings.account_name_field)
     }

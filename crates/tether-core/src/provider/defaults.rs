@@ -232,9 +232,7 @@ pub(super) async fn fetch_account(ctx: &ProviderContext<'_>, tokens: &TokenSet) 
     {
         return Ok(account);
     }
-    let url = ctx.settings.userinfo_url.as_ref().ok_or_else(|| {
-        Error::Config(format!("providers.{}.userinfo_url is missing: it is needed to identify the account", ctx.id))
-    })?;
+    let url = super::userinfo_url(ctx)?;
     let doc = get_json(ctx, url, tokens).await?;
     parse_account(ctx.id.as_str(), &doc, &ctx.settings.account_id_field, &ctx.settings.account_name_field)
 }

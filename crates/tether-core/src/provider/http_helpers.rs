@@ -131,6 +131,18 @@ fn needs_renewal(tokens: &TokenSet, now: chrono::DateTime<Utc>) -> bool {
     !tokens.is_fresh(now, margin)
 }
 
+/// The configured `userinfo_url` (the endpoint that names the account), or the configuration
+/// error that says it is missing.
+///
+/// ```ignore
+/// let doc = tether_core::get_json(ctx, tether_core::userinfo_url(ctx)?, tokens).await?;
+/// ```
+pub fn userinfo_url<'a>(ctx: &ProviderContext<'a>) -> Result<&'a url::Url> {
+    ctx.settings.userinfo_url.as_ref().ok_or_else(|| {
+        Error::Config(format!("providers.{}.userinfo_url is missing: it is needed to identify the account", ctx.id))
+    })
+}
+
 /// Printable text, at most `max` characters: control characters (line breaks included) are
 /// dropped. For provider messages that go into errors, logs and events.
 pub fn printable(s: &str, max: usize) -> String {
@@ -209,6 +221,21 @@ mod tests {
             let _ = socket.shutdown().await;
         });
         Url::parse(&format!("http://{addr}/revoke")).unwrap()
+    }
+
+    #[test]
+    fn a_missing_userinfo_url_is_a_configuration_error() {
+        let (id, http) = (ProviderId::parse("p").unwrap(), reqwest::Client::new());
+        let redirect = Url::parse("https://tether.example/callback/p").unwrap();
+        let mut settings = settings();
+        settings.userinfo_url = Some(Url::parse("https://p.example/me").unwrap());
+        let ctx = ProviderContext { id: &id, settings: &settings, http: &http, redirect_uri: &redirect };
+        assert_eq!(userinfo_url(&ctx).unwrap().as_str(), "https://p.example/me");
+        let mut settings = settings.clone();
+        settings.userinfo_url = None;
+        let ctx = ProviderContext { id: &id, settings: &settings, http: &http, redirect_uri: &redirect };
+        let Err(Error::Config(message)) = userinfo_url(&ctx) else { panic!("a configuration error") };
+        assert_eq!(message, "providers.p.userinfo_url is missing: it is needed to identify the account");
     }
 
     #[test]

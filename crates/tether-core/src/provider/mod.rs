@@ -17,7 +17,7 @@ use url::Url;
 pub use config::{ProviderConfig, ProviderSettings};
 pub use http_helpers::{
     ProviderAnswer, REVOKE_RENEWAL_MARGIN, is_temporary_status, json_error_code, lenient_u64, printable,
-    renew_if_expiring, send_request, send_revocation,
+    renew_if_expiring, send_request, send_revocation, userinfo_url,
 };
 pub use registry::{ConfiguredProvider, ProviderRegistration, ProviderRegistry};
 pub use token_request::{TokenErrorClassifier, authorization_code_form, current_refresh_token, request_tokens};
