@@ -199,12 +199,10 @@ async fn connect_flows(scale: &Scale, out: &mut String) -> anyhow::Result<()> {
 }
 
 /// Section 3: refresh sweep: every connection due at once, provider latency 50 ms.
-async fn refresh_sweep(scale: &Scale, out: &mut String) -> anyhow::Result<Vec<(f64, f64)>> {
-    let dir = temp_dir("sweep")?;
-    let db = format!("sqlite://{}?mode=rwc", dir.join("t.db").display());
+async fn refresh_sweep(scale: &Scale, backend: &str, db: &str, out: &mut String) -> anyhow::Result<Vec<(f64, f64)>> {
     let key = tether_core::EncryptionKey::generate()?;
-    // The store as `serve` opens it (SQLite's default pool of 4).
-    let store = tether_store::SeaStore::connect(&db, KeyRing::parse(&[key.as_str()])?).await?;
+    // The store as `serve` opens it (default pools: 4 for SQLite, 10 for PostgreSQL).
+    let store = tether_store::SeaStore::connect(db, KeyRing::parse(&[key.as_str()])?).await?;
     store.migrate().await?;
     let n = scale.sweep_connections;
     servers::seed(&store, n, chrono::Duration::minutes(1)).await?;
@@ -214,7 +212,7 @@ async fn refresh_sweep(scale: &Scale, out: &mut String) -> anyhow::Result<Vec<(f
     let provider = format!(
         "client_id = \"c\"\nclient_secret = \"s\"\nauthorize_url = \"http://127.0.0.1:9/a\"\ntoken_url = \"{token_url}\"\n"
     );
-    let cfg = config(&db, &key, &provider, true)?;
+    let cfg = config(db, &key, &provider, true)?;
     let public = url::Url::parse("http://127.0.0.1:9/")?;
     let providers = ProviderRegistry::collect()?.configure(&cfg.providers, &public)?;
     let engine = Tether::new(Arc::new(store), providers, EngineSettings::new(public))?;
@@ -240,7 +238,7 @@ async fn refresh_sweep(scale: &Scale, out: &mut String) -> anyhow::Result<Vec<(f
     let duplicates = endpoint.duplicates.load(std::sync::atomic::Ordering::Relaxed);
     let _ = writeln!(
         out,
-        "| {n} | {concurrency} | {wall:.1} s | {ideal:.1} s | **{:.2}×** | {refreshes} | {duplicates} |",
+        "| {backend} | {n} | {concurrency} | {wall:.1} s | {ideal:.1} s | **{:.2}×** | {refreshes} | {duplicates} |",
         wall / ideal
     );
     handle.stop(false).await;
@@ -448,7 +446,14 @@ async fn main() -> anyhow::Result<()> {
     let mut sweep = String::new();
     let mut progress = Vec::new();
     if runs("sweep") {
-        progress = refresh_sweep(&scale, &mut sweep).await?;
+        let dir = temp_dir("sweep")?;
+        let sqlite = format!("sqlite://{}?mode=rwc", dir.join("t.db").display());
+        progress = refresh_sweep(&scale, "SQLite", &sqlite, &mut sweep).await?;
+        if let Ok(admin) = std::env::var("TETHER_BENCH_POSTGRES_URL") {
+            let pg = tether_store::testing::fresh_database_url(&admin).await?;
+            refresh_sweep(&scale, "PostgreSQL", &pg, &mut sweep).await?;
+            let _ = tether_store::testing::drop_database(&admin, &pg).await;
+        }
     }
     let mut foot = String::new();
     if runs("footprint") {

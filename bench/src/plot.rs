@@ -147,8 +147,8 @@ Every connection due at once; the provider answers each refresh after 50 ms; the
 runs with a concurrency of 256. Ideal = connections × 50 ms ÷ concurrency. The token endpoint
 counts refresh tokens presented twice (a duplicate refresh would be one).
 
-| connections | concurrency | wall time | ideal | wall / ideal | refreshes seen by the provider | duplicates |
-|---|---|---|---|---|---|---|
+| database | connections | concurrency | wall time | ideal | wall / ideal | refreshes seen by the provider | duplicates |
+|---|---|---|---|---|---|---|---|
 {sweep}
 ![refreshes completed over time](images/bench-sweep.svg)
 
