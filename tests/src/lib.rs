@@ -95,8 +95,10 @@ pub struct HarnessOptions {
     /// Extra TOML inside `[providers.mock]`.
     pub provider_config: String,
     /// Provider kind for the mock: `generic` (standard endpoints, `sub` / `preferred_username`),
-    /// or a provider id whose mock flavor serves the provider's own paths (`github`, `linkedin`,
-    /// `reddit`, `pinterest`, `facebook`).
+    /// or the id of a built-in provider whose mock flavor serves the provider's own paths
+    /// (`github`, `linkedin`, `reddit`, `pinterest`, `facebook`, `google`, `microsoft`,
+    /// `dropbox`, `notion`, `discord`, `spotify`, `twitch`, `zoom`, `instagram`, `threads`,
+    /// `tiktok`, `slack`; Mastodon has its own multi-instance mock, `tether_testkit::mastodon`).
     pub kind: &'static str,
     /// A client secret for the server that differs from the mock's (to test rejection).
     pub server_client_secret: Option<String>,
