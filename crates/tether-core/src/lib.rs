@@ -10,15 +10,21 @@
 //!   [`WebhookStore`], [`ClientRegistrationStore`]) are implemented by `tether-store`.
 //! - Per-instance providers (Mastodon: one provider, many servers) are described in
 //!   [`InstanceMode`]; the user's server is an [`InstanceOrigin`].
+//! - ES256 keys ([`EsKey`], [`PublicJwk`], [`JwkSet`]), DPoP proofs ([`dpop_proof`],
+//!   [`verify_dpop_proof`], [`DpopNonces`]) and `private_key_jwt` client assertions
+//!   ([`client_assertion`], [`verify_client_assertion`]): the base of AT Protocol OAuth.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 mod connection;
+mod dpop;
 mod engine;
 mod error;
 mod event;
 mod flow;
 mod ids;
 mod instance;
+mod jwk;
+mod jwt;
 pub mod oauth1;
 pub mod oauth2_http;
 mod provider;
@@ -29,6 +35,10 @@ mod token;
 pub mod webhook;
 
 pub use connection::{AccountIdentity, Connection, ConnectionFilter, ConnectionStatus, NewConnection};
+pub use dpop::{
+    DPOP_JWT_TYPE, DPOP_MAX_AGE_SECS, DPOP_MAX_FUTURE_SECS, DPOP_NONCE_HEADER, DpopNonces, VerifiedDpopProof, dpop_ath,
+    dpop_htu, dpop_proof, is_use_dpop_nonce, verify_dpop_proof,
+};
 pub use engine::{
     AuthorizationRedirect, CallbackParams, CompletedFlow, ConnectSessionRequest, ConnectStep, CreatedConnectSession,
     DisconnectOutcome, DispatchReport, EngineSettings, FreshToken, RefresherSettings, Tether,
@@ -39,6 +49,11 @@ pub use flow::{AuthFlow, FlowStart, NewConnectSession, PendingConnectSession};
 pub use ids::{ConnectionId, OwnerId, ProviderId};
 pub use instance::{
     ClientRegistration, ClientRegistrationStore, INSTANCE_MAX, InstanceOrigin, InstancePolicy, RegisteredClient,
+};
+pub use jwk::{ES256, EsKey, JwkSet, PublicJwk};
+pub use jwt::{
+    CLIENT_ASSERTION_LIFETIME_SECS, CLIENT_ASSERTION_TYPE, CLOCK_SKEW_SECS, JoseError, VerifiedClientAssertion,
+    client_assertion, verify_client_assertion,
 };
 pub use provider::{
     AuthorizationRequest, ClientAuth, ConfiguredProvider, InstanceMode, PkceMode, Protocol, Provider, ProviderConfig,
