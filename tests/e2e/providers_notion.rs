@@ -95,6 +95,12 @@ e2e_test!(notion_workspace_authorization_rotates_refresh_tokens_and_revokes, |db
     let (_, again) = get(&h, &format!("/v1/connections/{id}")).await;
     assert_eq!(again["account"], conn["account"]);
 
+    // Through the proxy the application sends neither the token nor `Notion-Version` (the mock
+    // answers 400 missing_version without it): the proxy adds both.
+    let (status, me) = h.api_call(Method::GET, &format!("/v1/proxy/{id}/v1/users/me"), None).await;
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(me["id"], conn["account"]["id"], "{me}");
+
     // Revocation: HTTP Basic, Notion-Version, JSON {"token": <access token>}; ends the
     // authorization, refresh token included.
     let (status, body) = h.api_call(Method::DELETE, &format!("/v1/connections/{id}"), None).await;

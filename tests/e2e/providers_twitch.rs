@@ -102,21 +102,23 @@ e2e_test!(twitch_invalid_refresh_token_needs_reauth, |db| {
     h.stop().await;
 });
 
-e2e_test!(twitch_helix_through_the_proxy_needs_the_applications_client_id, |db| {
+e2e_test!(twitch_helix_through_the_proxy_gets_the_client_id, |db| {
     let h = Harness::start(&db, twitch(mock())).await;
     let id = h.connect("channel-1").await;
     let (_, conn) = get(&h, &format!("/v1/connections/{id}")).await;
     let url = h.url(&format!("/v1/proxy/{id}/helix/users"));
-    // The application names its client; the proxy forwards the header and adds the token.
-    let resp = h.api.get(&url).bearer_auth(API_KEY).header("Client-Id", "mock-client").send().await.unwrap();
+    // The application sends only its API key: the proxy adds the token and the `Client-Id`
+    // Helix wants (the mock refuses a call without it, or with another client's).
+    let resp = h.api.get(&url).bearer_auth(API_KEY).send().await.unwrap();
     assert_eq!(resp.status().as_u16(), 200);
     let users: Value = resp.json().await.unwrap();
     assert_eq!(users["data"][0]["id"], conn["account"]["id"], "{users}");
     assert_eq!(h.mock.refresh_count(), 0);
 
-    // Without it Helix answers 401, which the proxy takes for an expired token: one refresh
-    // and one retry, then the 401 is passed back (the gap the Twitch page documents).
-    let resp = h.api.get(&url).bearer_auth(API_KEY).send().await.unwrap();
+    // An application that names a client itself is not overridden: another client's id is
+    // refused by Helix (401), which the proxy takes for an expired token: one refresh and one
+    // retry, then the 401 is passed back.
+    let resp = h.api.get(&url).bearer_auth(API_KEY).header("Client-Id", "another-client").send().await.unwrap();
     assert_eq!(resp.status().as_u16(), 401);
     let body: Value = resp.json().await.unwrap();
     assert!(body["message"].as_str().unwrap().contains("Client ID"), "{body}");

@@ -113,7 +113,7 @@ pub(crate) async fn forward(
 ) -> Result<HttpResponse, ApiError> {
     let (id, rest) = path.into_inner();
     let id = ConnectionId::parse(&id)?;
-    let base = state.engine.api_base_url(id).await?;
+    let (base, provider_headers) = state.engine.api_target(id).await?;
     let target = target_url(&base, &rest, req.query_string())?;
     let body = read_body(payload).await?;
     let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes())
@@ -136,6 +136,12 @@ pub(crate) async fn forward(
                 continue;
             }
             outgoing = outgoing.header(name.as_str(), value.as_bytes());
+        }
+        // Headers the provider's API wants besides the token, unless the application sent its own.
+        for (name, value) in &provider_headers {
+            if !req.headers().contains_key(*name) {
+                outgoing = outgoing.header(*name, value.as_str());
+            }
         }
         let resp = outgoing.header("Authorization", authorization).body(body.clone()).send().await.map_err(|e| {
             ApiError::new(

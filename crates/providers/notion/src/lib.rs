@@ -65,6 +65,11 @@ impl Provider for NotionProvider {
         &SPEC
     }
 
+    /// Every Notion API call names its API version (`notion_version`, else the default).
+    fn api_headers(&self, ctx: &ProviderContext<'_>) -> Vec<(&'static str, String)> {
+        vec![("Notion-Version", version(ctx.settings).to_owned())]
+    }
+
     /// `grant_type=authorization_code` as JSON, HTTP Basic.
     async fn exchange_code(
         &self,

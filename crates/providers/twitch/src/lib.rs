@@ -19,10 +19,11 @@
 //!   secret); it ends the authorization. An expired access token is first renewed with the
 //!   refresh token, so there is a live one to revoke.
 //!
-//! Not handled: Tether's proxy adds the bearer token but not `Client-Id` (the core has no hook
-//! for provider headers on API calls): applications send `Client-Id: <client id>` themselves
-//! on `/v1/proxy/{id}/...` calls, and the proxy forwards it. Twitch asks apps that keep
-//! sessions to call `/oauth2/validate` hourly; Tether does not (see docs/providers/twitch.md).
+//! - calls through Tether's proxy get `Client-Id` added beside the bearer token
+//!   ([`Provider::api_headers`]), unless the application sent one.
+//!
+//! Not handled: Twitch asks apps that keep sessions to call `/oauth2/validate` hourly; Tether
+//! does not (see docs/providers/twitch.md).
 //!
 //! Setup: see docs/providers/twitch.md.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
@@ -133,6 +134,11 @@ fn revoke_form<'a>(ctx: &'a ProviderContext<'_>, access_token: &'a SecretString)
 impl Provider for TwitchProvider {
     fn spec(&self) -> &'static ProviderSpec {
         &SPEC
+    }
+
+    /// Helix wants `Client-Id` (the app's client id) beside the token on every call.
+    fn api_headers(&self, ctx: &ProviderContext<'_>) -> Vec<(&'static str, String)> {
+        vec![("Client-Id", ctx.settings.client_id.clone())]
     }
 
     /// `grant_type=authorization_code`, credentials in the body, Twitch errors.

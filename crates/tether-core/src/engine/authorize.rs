@@ -4,11 +4,18 @@
 use url::Url;
 
 use super::Tether;
-use crate::{ConnectionId, Error, ExposeSecret, Protocol, Result};
+use crate::{ConnectionId, Error, ExposeSecret, Protocol, ProviderContext, Result};
 
 impl Tether {
     /// The provider API base URL of a connection (`api_base_url`).
     pub async fn api_base_url(&self, id: ConnectionId) -> Result<Url> {
+        Ok(self.api_target(id).await?.0)
+    }
+
+    /// The provider API base URL of a connection and the headers its API wants on every call
+    /// besides the token ([`Provider::api_headers`](crate::Provider::api_headers)), from one
+    /// read of the connection.
+    pub async fn api_target(&self, id: ConnectionId) -> Result<(Url, Vec<(&'static str, String)>)> {
         let conn = self.connection(id).await?;
         let provider = self.provider(conn.provider.as_str())?;
         let rebased;
@@ -22,12 +29,19 @@ impl Tether {
                 return Err(Error::Store(format!("connection {id} of a per-instance provider has no instance")));
             }
         };
-        settings.api_base_url.clone().ok_or_else(|| {
+        let base = settings.api_base_url.clone().ok_or_else(|| {
             Error::InvalidInput(format!(
                 "provider `{}` has no api_base_url; set providers.{}.api_base_url",
                 provider.id, provider.id
             ))
-        })
+        })?;
+        let ctx = ProviderContext {
+            id: &provider.id,
+            settings,
+            http: &self.inner.http,
+            redirect_uri: &provider.redirect_uri,
+        };
+        Ok((base, provider.provider.api_headers(&ctx)))
     }
 
     /// The `Authorization` header value for `method url` on behalf of a connection: a bearer

@@ -245,6 +245,14 @@ pub trait Provider: Send + Sync + 'static {
         ))
     }
 
+    /// Headers the provider's API wants on every call besides the token (Twitch's `Client-Id`,
+    /// Notion's `Notion-Version`). The proxy adds them to forwarded requests that do not carry
+    /// them already. The default is none.
+    fn api_headers(&self, ctx: &ProviderContext<'_>) -> Vec<(&'static str, String)> {
+        let _ = ctx;
+        Vec::new()
+    }
+
     /// Finds out which account the tokens belong to. For a per-instance provider, return the
     /// server-local id: the engine appends `@{host}` so ids are unique across servers
     /// (`ctx.settings.instance` names the server, e.g. for a display name like `@alice@host`).
