@@ -18,15 +18,14 @@ impl Tether {
     pub async fn api_target(&self, id: ConnectionId) -> Result<(Url, Vec<(&'static str, String)>)> {
         let conn = self.connection(id).await?;
         let provider = self.provider(conn.provider.as_str())?;
+        // Only the endpoints are rebased on the connection's server: the API needs no client
+        // registration, so none is read.
         let rebased;
-        let settings = match (provider.is_per_instance(), conn.instance.as_deref()) {
-            (false, _) => &provider.settings,
-            (true, Some(stored)) => {
-                rebased = provider.settings.rebased(&self.check_instance(provider, stored)?)?;
+        let settings = match self.stored_instance(provider, conn.instance.as_deref(), &format!("connection {id}"))? {
+            None => &provider.settings,
+            Some(instance) => {
+                rebased = provider.settings.rebased(&instance)?;
                 &rebased
-            }
-            (true, None) => {
-                return Err(Error::Store(format!("connection {id} of a per-instance provider has no instance")));
             }
         };
         let base = settings.api_base_url.clone().ok_or_else(|| {

@@ -316,14 +316,7 @@ impl Tether {
         }
         let code = params.code.filter(|c| !c.is_empty()).ok_or(FlowError::MissingCode)?;
         let configured = self.provider(provider_id)?;
-        let (provider, instance) = match (configured.is_per_instance(), flow.instance.as_deref()) {
-            (false, _) => (Cow::Borrowed(configured), None),
-            (true, Some(stored)) => {
-                let origin = self.check_instance(configured, stored)?;
-                (Cow::Owned(self.provider_at(configured, &origin, false).await?), Some(origin))
-            }
-            (true, None) => return Err(FlowError::UnknownState.into()),
-        };
+        let (provider, instance) = self.provider_on(configured, flow.instance.as_deref(), "flow").await?;
         let tokens = match provider.protocol() {
             Protocol::OAuth1 => {
                 let secret = flow.pkce_verifier.as_ref().ok_or(FlowError::UnknownState)?;

@@ -96,16 +96,41 @@ impl Tether {
         provider.at_instance(&stored)
     }
 
+    /// The server a flow or connection (`what`) of `provider` runs on, validated again under
+    /// the current policy: `None` for a single service; an error when a per-instance provider's
+    /// row names none.
+    pub(crate) fn stored_instance(
+        &self,
+        provider: &ConfiguredProvider,
+        stored: Option<&str>,
+        what: &str,
+    ) -> Result<Option<InstanceOrigin>> {
+        if !provider.is_per_instance() {
+            return Ok(None);
+        }
+        let stored =
+            stored.ok_or_else(|| Error::Store(format!("{what} of a per-instance provider has no instance")))?;
+        self.check_instance(provider, stored).map(Some)
+    }
+
+    /// `provider` as configured, or on the server of an existing flow or connection with the
+    /// client registered there; and that server.
+    pub(crate) async fn provider_on<'a>(
+        &self,
+        provider: &'a ConfiguredProvider,
+        stored: Option<&str>,
+        what: &str,
+    ) -> Result<(Cow<'a, ConfiguredProvider>, Option<InstanceOrigin>)> {
+        match self.stored_instance(provider, stored, what)? {
+            None => Ok((Cow::Borrowed(provider), None)),
+            Some(instance) => Ok((Cow::Owned(self.provider_at(provider, &instance, false).await?), Some(instance))),
+        }
+    }
+
     /// The provider of an existing connection: as configured, or on the connection's server.
     pub(crate) async fn connection_provider(&self, conn: &Connection) -> Result<Cow<'_, ConfiguredProvider>> {
         let provider = self.provider(conn.provider.as_str())?;
-        if !provider.is_per_instance() {
-            return Ok(Cow::Borrowed(provider));
-        }
-        let stored = conn.instance.as_deref().ok_or_else(|| {
-            Error::Store(format!("connection {} of a per-instance provider has no instance", conn.id))
-        })?;
-        let instance = self.check_instance(provider, stored)?;
-        Ok(Cow::Owned(self.provider_at(provider, &instance, false).await?))
+        let what = format!("connection {}", conn.id);
+        Ok(self.provider_on(provider, conn.instance.as_deref(), &what).await?.0)
     }
 }

@@ -156,23 +156,12 @@ impl Tether {
         // expect to refresh (forced, or the refresher) read the refresh token at once instead
         // of reading the row twice.
         let expect_refresh = force || margin > self.inner.settings.refresh_margin;
-        let (conn, quick) = self
-            .inner
-            .store
-            .connection_and_tokens(id, expect_refresh)
-            .await?
-            .ok_or_else(|| Error::NotFound { what: "connection", id: id.to_string() })?;
-        match conn.status {
-            ConnectionStatus::ReauthRequired => return Err(Error::ReauthRequired(id.to_string())),
-            ConnectionStatus::Disconnected => return Err(Error::Disconnected(id.to_string())),
-            _ => {}
-        }
+        let (conn, quick) = self.live(id, expect_refresh).await?;
         let now = Utc::now();
-        let quick = quick.ok_or_else(|| Error::Disconnected(id.to_string()))?;
         if !force && quick.tokens.is_fresh(now, chrono_of(margin)) {
             return Ok(fresh(id, &quick.tokens, &conn.scopes));
         }
-        let stored = if expect_refresh { quick } else { self.stored_tokens(id).await? };
+        let stored = if expect_refresh { quick } else { self.live(id, true).await?.1 };
         let provider = self.provider(conn.provider.as_str())?;
         if !provider.provider.can_refresh(&stored.tokens) {
             if stored.tokens.is_valid(now) && !force {
@@ -185,11 +174,9 @@ impl Tether {
                     "this connection's tokens cannot be refreshed",
                 ));
             }
-            let msg = "the access token expired and the provider issued no way to renew it";
-            self.inner.store.set_status(id, ConnectionStatus::ReauthRequired, Some(msg)).await?;
-            self.inner.token_cache.evict(id);
-            self.record(id, EventKind::ReauthRequired, Some(msg.into())).await;
-            return Err(Error::ReauthRequired(id.to_string()));
+            return self
+                .mark_reauth_required(id, "the access token expired and the provider issued no way to renew it")
+                .await;
         }
         let provider = self.connection_provider(&conn).await?;
         self.refresh_single_flight(&conn, &provider, stored, force, margin).await
@@ -240,56 +227,43 @@ impl Tether {
     /// becomes `reauth_required` (with an event) and this fails with
     /// [`Error::ReauthRequired`].
     pub async fn token_rejected(&self, id: ConnectionId) -> Result<FreshToken> {
-        let (conn, stored) = self
-            .inner
-            .store
-            .connection_and_tokens(id, true)
-            .await?
-            .ok_or_else(|| Error::NotFound { what: "connection", id: id.to_string() })?;
-        match conn.status {
-            ConnectionStatus::ReauthRequired => return Err(Error::ReauthRequired(id.to_string())),
-            ConnectionStatus::Disconnected => return Err(Error::Disconnected(id.to_string())),
-            _ => {}
-        }
-        let stored = stored.ok_or_else(|| Error::Disconnected(id.to_string()))?;
+        let (conn, stored) = self.live(id, true).await?;
         let provider = self.provider(conn.provider.as_str())?;
         if provider.provider.can_refresh(&stored.tokens) {
             return self.refresh_now(id).await;
         }
-        let msg = "the provider refused the access token (HTTP 401) and it cannot be renewed";
-        self.inner.store.set_status(id, ConnectionStatus::ReauthRequired, Some(msg)).await?;
-        self.inner.token_cache.evict(id);
-        self.record(id, EventKind::ReauthRequired, Some(msg.into())).await;
         tracing::warn!(connection = %id, provider = %provider.id, "token refused and not renewable: reauth required");
-        Err(Error::ReauthRequired(id.to_string()))
+        self.mark_reauth_required(id, "the provider refused the access token (HTTP 401) and it cannot be renewed").await
     }
 
-    async fn active_connection(&self, id: ConnectionId) -> Result<Connection> {
-        let conn = self.connection(id).await?;
-        match conn.status {
-            ConnectionStatus::ReauthRequired => Err(Error::ReauthRequired(id.to_string())),
-            ConnectionStatus::Disconnected => Err(Error::Disconnected(id.to_string())),
-            _ => Ok(conn),
-        }
-    }
-
-    /// The tokens (refresh token included) of a connection that is still active, in one read.
-    async fn active_tokens(&self, id: ConnectionId) -> Result<StoredTokens> {
+    /// A connection that can still be used and its tokens, from one read: `reauth_required`,
+    /// `disconnected` (or tokens gone) and unknown ids are the matching errors. Without
+    /// `with_refresh_token` the refresh token is not opened (the hot path).
+    async fn live(&self, id: ConnectionId, with_refresh_token: bool) -> Result<(Connection, StoredTokens)> {
         let (conn, tokens) = self
             .inner
             .store
-            .connection_and_tokens(id, true)
+            .connection_and_tokens(id, with_refresh_token)
             .await?
             .ok_or_else(|| Error::NotFound { what: "connection", id: id.to_string() })?;
         match conn.status {
             ConnectionStatus::ReauthRequired => Err(Error::ReauthRequired(id.to_string())),
             ConnectionStatus::Disconnected => Err(Error::Disconnected(id.to_string())),
-            _ => tokens.ok_or_else(|| Error::Disconnected(id.to_string())),
+            _ => {
+                let tokens = tokens.ok_or_else(|| Error::Disconnected(id.to_string()))?;
+                Ok((conn, tokens))
+            }
         }
     }
 
-    async fn stored_tokens(&self, id: ConnectionId) -> Result<StoredTokens> {
-        self.inner.store.tokens(id).await?.ok_or_else(|| Error::Disconnected(id.to_string()))
+    /// The grant is gone without a refresh in flight: marks the connection `reauth_required`
+    /// with `reason`, forgets its cached token, records the event, and fails with
+    /// [`Error::ReauthRequired`].
+    async fn mark_reauth_required<T>(&self, id: ConnectionId, reason: &str) -> Result<T> {
+        self.inner.store.set_status(id, ConnectionStatus::ReauthRequired, Some(reason)).await?;
+        self.inner.token_cache.evict(id);
+        self.record(id, EventKind::ReauthRequired, Some(reason.to_owned())).await;
+        Err(Error::ReauthRequired(id.to_string()))
     }
 
     /// Refreshes under the in-process lock and the database lease, starting from `read`: the
@@ -317,7 +291,7 @@ impl Tether {
             // Someone (this process or another) may have refreshed while we waited.
             let stored = match known.take() {
                 Some(read) => read,
-                None => self.active_tokens(id).await?,
+                None => self.live(id, true).await?.1,
             };
             let now = Utc::now();
             if stored.version != seen_version || (!force && stored.tokens.is_fresh(now, chrono_of(margin))) {
@@ -440,9 +414,8 @@ impl Tether {
         url: &url::Url,
         params: &[(String, String)],
     ) -> Result<String> {
-        let conn = self.active_connection(id).await?;
+        let (conn, stored) = self.live(id, false).await?;
         let provider = self.provider(conn.provider.as_str())?;
-        let stored = self.stored_tokens(id).await?;
         crate::oauth1::sign_request(&provider.settings, &stored.tokens, method, url, params)
     }
 

@@ -14,9 +14,6 @@ use crate::error::db_err;
 
 const BATCH: u64 = 500;
 
-/// `(id, access_token, refresh_token, token_secret)` of a connection row.
-type SecretColumns = (String, Option<String>, Option<String>, Option<String>);
-
 /// What [`SeaStore::reseal_secrets`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -39,10 +36,25 @@ impl SeaStore {
     /// Safe while the server runs: each value is replaced only if it is still the one that was
     /// read. Fails, changing nothing more, on the first value no configured key opens.
     pub async fn reseal_secrets(&self) -> Result<ResealReport> {
+        use {auth_flow as flow, client_registration as registration, connection as conn};
         let mut report = ResealReport::default();
-        self.reseal_connections(&mut report).await?;
-        self.reseal_flows(&mut report).await?;
-        self.reseal_registrations(&mut report).await?;
+        let conn_id = conn::Column::Id;
+        for (column, name) in [
+            (conn::Column::AccessToken, ACCESS_TOKEN),
+            (conn::Column::RefreshToken, REFRESH_TOKEN),
+            (conn::Column::TokenSecret, TOKEN_SECRET),
+        ] {
+            self.reseal_column::<conn::Entity>((conn_id, column), (CONNECTIONS, name), &mut report).await?;
+        }
+        let flow_columns = (flow::Column::Id, flow::Column::PkceVerifier);
+        self.reseal_column::<flow::Entity>(flow_columns, (AUTH_FLOWS, PKCE_VERIFIER), &mut report).await?;
+        let registration_columns = (registration::Column::Id, registration::Column::ClientSecret);
+        self.reseal_column::<registration::Entity>(
+            registration_columns,
+            (CLIENT_REGISTRATIONS, CLIENT_SECRET),
+            &mut report,
+        )
+        .await?;
         Ok(report)
     }
 
@@ -55,123 +67,43 @@ impl SeaStore {
         self.seal(table, row, column, &plain).map(Some)
     }
 
-    async fn reseal_connections(&self, report: &mut ResealReport) -> Result<()> {
-        use connection::{Column, Entity};
-        let context = "re-sealing connection secrets";
+    /// Re-seals one secret column of one table, a page of rows at a time, each value replaced
+    /// only if it is still the one read.
+    async fn reseal_column<E: EntityTrait>(
+        &self,
+        (id_column, column): (E::Column, E::Column),
+        (table, name): (&str, &str),
+        report: &mut ResealReport,
+    ) -> Result<()> {
+        let context = format!("re-sealing {table}.{name}");
         let mut after = String::new();
         loop {
-            let rows: Vec<SecretColumns> = Entity::find()
+            let rows: Vec<(String, String)> = E::find()
                 .select_only()
-                .columns([Column::Id, Column::AccessToken, Column::RefreshToken, Column::TokenSecret])
-                .filter(Column::Id.gt(after.as_str()))
-                .order_by_asc(Column::Id)
+                .columns([id_column, column])
+                .filter(column.is_not_null())
+                .filter(id_column.gt(after.as_str()))
+                .order_by_asc(id_column)
                 .limit(BATCH)
                 .into_tuple()
                 .all(&self.db)
                 .await
-                .map_err(db_err(context))?;
-            let Some(last) = rows.last() else { return Ok(()) };
-            after = last.0.clone();
-            for (id, access, refresh, secret) in rows {
-                for (column, name, value) in [
-                    (Column::AccessToken, ACCESS_TOKEN, access),
-                    (Column::RefreshToken, REFRESH_TOKEN, refresh),
-                    (Column::TokenSecret, TOKEN_SECRET, secret),
-                ] {
-                    let Some(old) = value else { continue };
-                    let Some(new) = self.reseal_one(CONNECTIONS, &id, name, &old)? else {
-                        report.current += 1;
-                        continue;
-                    };
-                    let _gate = self.write_gate().await;
-                    let done = Entity::update_many()
-                        .col_expr(column, Expr::value(new))
-                        .filter(Column::Id.eq(id.as_str()))
-                        .filter(column.eq(old))
-                        .exec(&self.db)
-                        .await
-                        .map_err(db_err(context))?;
-                    if done.rows_affected == 1 {
-                        report.resealed += 1;
-                    } else {
-                        report.skipped += 1;
-                    }
-                }
-            }
-        }
-    }
-
-    async fn reseal_flows(&self, report: &mut ResealReport) -> Result<()> {
-        use auth_flow::{Column, Entity};
-        let context = "re-sealing flow secrets";
-        let mut after = String::new();
-        loop {
-            let rows: Vec<(String, String)> = Entity::find()
-                .select_only()
-                .columns([Column::Id, Column::PkceVerifier])
-                .filter(Column::PkceVerifier.is_not_null())
-                .filter(Column::Id.gt(after.as_str()))
-                .order_by_asc(Column::Id)
-                .limit(BATCH)
-                .into_tuple()
-                .all(&self.db)
-                .await
-                .map_err(db_err(context))?;
+                .map_err(db_err(&context))?;
             let Some(last) = rows.last() else { return Ok(()) };
             after = last.0.clone();
             for (id, old) in rows {
-                let Some(new) = self.reseal_one(AUTH_FLOWS, &id, PKCE_VERIFIER, &old)? else {
+                let Some(new) = self.reseal_one(table, &id, name, &old)? else {
                     report.current += 1;
                     continue;
                 };
                 let _gate = self.write_gate().await;
-                let done = Entity::update_many()
-                    .col_expr(Column::PkceVerifier, Expr::value(new))
-                    .filter(Column::Id.eq(id.as_str()))
-                    .filter(Column::PkceVerifier.eq(old))
+                let done = E::update_many()
+                    .col_expr(column, Expr::value(new))
+                    .filter(id_column.eq(id.as_str()))
+                    .filter(column.eq(old))
                     .exec(&self.db)
                     .await
-                    .map_err(db_err(context))?;
-                if done.rows_affected == 1 {
-                    report.resealed += 1;
-                } else {
-                    report.skipped += 1;
-                }
-            }
-        }
-    }
-
-    async fn reseal_registrations(&self, report: &mut ResealReport) -> Result<()> {
-        use client_registration::{Column, Entity};
-        let context = "re-sealing client registration secrets";
-        let mut after = String::new();
-        loop {
-            let rows: Vec<(String, String)> = Entity::find()
-                .select_only()
-                .columns([Column::Id, Column::ClientSecret])
-                .filter(Column::ClientSecret.is_not_null())
-                .filter(Column::Id.gt(after.as_str()))
-                .order_by_asc(Column::Id)
-                .limit(BATCH)
-                .into_tuple()
-                .all(&self.db)
-                .await
-                .map_err(db_err(context))?;
-            let Some(last) = rows.last() else { return Ok(()) };
-            after = last.0.clone();
-            for (id, old) in rows {
-                let Some(new) = self.reseal_one(CLIENT_REGISTRATIONS, &id, CLIENT_SECRET, &old)? else {
-                    report.current += 1;
-                    continue;
-                };
-                let _gate = self.write_gate().await;
-                let done = Entity::update_many()
-                    .col_expr(Column::ClientSecret, Expr::value(new))
-                    .filter(Column::Id.eq(id.as_str()))
-                    .filter(Column::ClientSecret.eq(old))
-                    .exec(&self.db)
-                    .await
-                    .map_err(db_err(context))?;
+                    .map_err(db_err(&context))?;
                 if done.rows_affected == 1 {
                     report.resealed += 1;
                 } else {
