@@ -7,13 +7,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 use tether_e2e::{Harness, HarnessOptions, e2e_test, location};
 use tether_testkit::{MockFlavor, MockProviderConfig};
-
-fn dropbox(mock: MockProviderConfig) -> HarnessOptions {
-    HarnessOptions { mock, kind: "dropbox", ..HarnessOptions::default() }
-}
 
 /// Five-minute tokens: long enough that a disconnect uses the access token as it is.
 fn mock() -> MockProviderConfig {
@@ -22,10 +18,6 @@ fn mock() -> MockProviderConfig {
         access_token_ttl: Some(Duration::from_secs(300)),
         ..MockProviderConfig::for_flavor(MockFlavor::Dropbox)
     }
-}
-
-async fn get(h: &Harness, path: &str) -> (u16, Value) {
-    h.api_call(Method::GET, path, None).await
 }
 
 /// Runs a flow for `owner`, returning the authorization request's query and the connection id.
@@ -40,17 +32,17 @@ async fn connect(h: &Harness, owner: &str) -> (HashMap<String, String>, String) 
     let resp = h.browser.get(location(&resp)).send().await.unwrap();
     let status = resp.status().as_u16();
     assert_eq!(status, 200, "callback: {}", resp.text().await.unwrap());
-    let (_, list) = get(h, &format!("/v1/connections?owner={owner}")).await;
+    let (_, list) = h.get(&format!("/v1/connections?owner={owner}")).await;
     (query, list["connections"][0]["id"].as_str().expect("a connection").to_owned())
 }
 
 e2e_test!(dropbox_offline_grant_refreshes_without_rotation_and_disconnect_revokes_it, |db| {
-    let h = Harness::start(&db, dropbox(mock())).await;
+    let h = Harness::start(&db, HarnessOptions::provider("dropbox", mock())).await;
     let (query, id) = connect(&h, "team-1").await;
     assert_eq!(query["token_access_type"], "offline");
     assert_eq!(query["code_challenge_method"], "S256");
 
-    let (_, conn) = get(&h, &format!("/v1/connections/{id}")).await;
+    let (_, conn) = h.get(&format!("/v1/connections/{id}")).await;
     assert_eq!(conn["account"]["name"], "Acme Example", "name.display_name: {conn}");
     assert!(conn["account"]["id"].as_str().unwrap().starts_with("dbid:AA"), "{conn}");
     assert_eq!(
@@ -62,7 +54,7 @@ e2e_test!(dropbox_offline_grant_refreshes_without_rotation_and_disconnect_revoke
 
     let mut last = String::new();
     for n in 1..=2 {
-        let (status, token) = get(&h, &format!("/v1/connections/{id}/token?force_refresh=true")).await;
+        let (status, token) = h.get(&format!("/v1/connections/{id}/token?force_refresh=true")).await;
         assert_eq!(status, 200, "refresh {n}: {token}");
         let access = token["access_token"].as_str().unwrap().to_owned();
         assert!(access.starts_with("sl.") && access != last, "{access}");
@@ -84,7 +76,7 @@ e2e_test!(dropbox_offline_grant_refreshes_without_rotation_and_disconnect_revoke
 e2e_test!(dropbox_disconnect_after_the_access_token_expired_refreshes_then_revokes, |db| {
     let mut config = mock();
     config.access_token_ttl = Some(Duration::from_secs(2));
-    let h = Harness::start(&db, dropbox(config)).await;
+    let h = Harness::start(&db, HarnessOptions::provider("dropbox", config)).await;
     let (_, id) = connect(&h, "team-1").await;
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(h.mock.refresh_count(), 0);
@@ -97,23 +89,23 @@ e2e_test!(dropbox_disconnect_after_the_access_token_expired_refreshes_then_revok
 });
 
 e2e_test!(dropbox_revoked_app_needs_reauth, |db| {
-    let h = Harness::start(&db, dropbox(mock())).await;
+    let h = Harness::start(&db, HarnessOptions::provider("dropbox", mock())).await;
     let (_, id) = connect(&h, "team-1").await;
     // The user unlinks the app in their Dropbox settings: `invalid_grant`.
     h.mock.revoke_all_grants();
-    let (status, body) = get(&h, &format!("/v1/connections/{id}/token?force_refresh=true")).await;
+    let (status, body) = h.get(&format!("/v1/connections/{id}/token?force_refresh=true")).await;
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["error"]["code"], "reauth_required");
-    let (_, conn) = get(&h, &format!("/v1/connections/{id}")).await;
+    let (_, conn) = h.get(&format!("/v1/connections/{id}")).await;
     assert_eq!(conn["status"], "reauth_required");
-    let (_, events) = get(&h, &format!("/v1/connections/{id}/events")).await;
+    let (_, events) = h.get(&format!("/v1/connections/{id}/events")).await;
     assert_eq!(events["events"][0]["kind"], "reauth_required", "{events}");
 
     // Disconnecting now cannot revoke (the tokens are dead at Dropbox): reported, deleted.
     let (status, body) = h.api_call(Method::DELETE, &format!("/v1/connections/{id}"), None).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["revoked"], false, "{body}");
-    let (status, _) = get(&h, &format!("/v1/connections/{id}/token")).await;
+    let (status, _) = h.get(&format!("/v1/connections/{id}/token")).await;
     assert_eq!(status, 410, "disconnected");
     h.stop().await;
 });

@@ -6,13 +6,9 @@
 use std::time::Duration;
 
 use reqwest::Method;
-use serde_json::{Value, json};
-use tether_e2e::{Harness, HarnessOptions, e2e_test};
+use serde_json::json;
+use tether_e2e::{Harness, HarnessOptions, e2e_test, secs_until};
 use tether_testkit::{MockFlavor, MockProviderConfig};
-
-fn facebook(mock: MockProviderConfig) -> HarnessOptions {
-    HarnessOptions { mock, kind: "facebook", ..HarnessOptions::default() }
-}
 
 fn mock(long_lived_ttl: Duration) -> MockProviderConfig {
     MockProviderConfig {
@@ -24,47 +20,37 @@ fn mock(long_lived_ttl: Duration) -> MockProviderConfig {
 
 const DAY: u64 = 86_400;
 
-async fn get(h: &Harness, path: &str) -> (u16, Value) {
-    h.api_call(Method::GET, path, None).await
-}
-
-/// Seconds from now until an RFC 3339 time in a JSON field.
-fn secs_until(v: &Value) -> i64 {
-    let at = chrono::DateTime::parse_from_rfc3339(v.as_str().expect("a timestamp")).unwrap();
-    (at.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_seconds()
-}
-
 e2e_test!(facebook_connect_stores_a_long_lived_token_renews_it_and_revokes, |db| {
-    let h = Harness::start(&db, facebook(mock(Duration::from_secs(60 * DAY)))).await;
+    let h = Harness::start(&db, HarnessOptions::provider("facebook", mock(Duration::from_secs(60 * DAY)))).await;
     // The provider's redirect ends in `#_=_`, as Facebook's does.
     let callback = h.authorize(&h.connect_url("brand-1", None).await).await;
     assert!(callback.ends_with("#_=_"), "{callback}");
     let resp = h.browser.get(&callback).send().await.unwrap();
     assert_eq!(resp.status().as_u16(), 200, "{}", resp.text().await.unwrap());
-    let (_, list) = get(&h, "/v1/connections?owner=brand-1").await;
+    let (_, list) = h.get("/v1/connections?owner=brand-1").await;
     let id = list["connections"][0]["id"].as_str().unwrap().to_owned();
 
     // The code gave a short-lived token, exchanged at once for a long-lived one.
     assert_eq!((h.mock.code_exchanges(), h.mock.token_exchanges(), h.mock.refresh_count()), (1, 1, 0));
-    let (_, conn) = get(&h, &format!("/v1/connections/{id}")).await;
+    let (_, conn) = h.get(&format!("/v1/connections/{id}")).await;
     assert_eq!(conn["account"]["name"], "Mark Example", "{conn}");
     assert!(conn["account"]["id"].as_str().unwrap().chars().all(|c| c.is_ascii_digit()), "{conn}");
     assert_eq!(conn["scopes"], json!(["public_profile", "pages_show_list", "pages_manage_posts"]));
     let ttl = secs_until(&conn["expires_at"]);
     assert!(ttl > 59 * DAY as i64, "the long-lived token is stored, not the one-hour one: {ttl}");
-    let (status, token) = get(&h, &format!("/v1/connections/{id}/token")).await;
+    let (status, token) = h.get(&format!("/v1/connections/{id}/token")).await;
     assert_eq!(status, 200, "{token}");
     let long_lived = token["access_token"].as_str().unwrap().to_owned();
     assert!(long_lived.starts_with("EAA") && h.mock.is_access_token_valid(&long_lived));
     assert_eq!(h.mock.token_exchanges(), 1, "a fresh token is served as it is");
 
     // Renewal: the long-lived token is exchanged for a new one.
-    let (status, renewed) = get(&h, &format!("/v1/connections/{id}/token?force_refresh=true")).await;
+    let (status, renewed) = h.get(&format!("/v1/connections/{id}/token?force_refresh=true")).await;
     assert_eq!(status, 200, "{renewed}");
     let renewed = renewed["access_token"].as_str().unwrap().to_owned();
     assert_ne!(renewed, long_lived);
     assert_eq!((h.mock.token_exchanges(), h.mock.refresh_count()), (2, 1));
-    let (_, events) = get(&h, &format!("/v1/connections/{id}/events")).await;
+    let (_, events) = h.get(&format!("/v1/connections/{id}/events")).await;
     assert_eq!(events["events"][0]["kind"], "refreshed");
 
     // DELETE /me/permissions ends the whole authorization.
@@ -78,26 +64,26 @@ e2e_test!(facebook_connect_stores_a_long_lived_token_renews_it_and_revokes, |db|
 
 e2e_test!(facebook_renews_ahead_of_expiry_and_code_190_needs_reauth, |db| {
     // Long-lived tokens of one minute: inside the refresh margin, so a read renews first.
-    let h = Harness::start(&db, facebook(mock(Duration::from_secs(60)))).await;
+    let h = Harness::start(&db, HarnessOptions::provider("facebook", mock(Duration::from_secs(60)))).await;
     let id = h.connect("brand-1").await;
-    let (status, token) = get(&h, &format!("/v1/connections/{id}/token")).await;
+    let (status, token) = h.get(&format!("/v1/connections/{id}/token")).await;
     assert_eq!(status, 200, "{token}");
     assert_eq!(h.mock.refresh_count(), 1, "renewed with fb_exchange_token before handing it out");
     assert!(h.mock.is_access_token_valid(token["access_token"].as_str().unwrap()));
 
     // The user removes the app: the exchange answers {"error":{"code":190,…}}.
     h.mock.revoke_all_grants();
-    let (status, body) = get(&h, &format!("/v1/connections/{id}/token")).await;
+    let (status, body) = h.get(&format!("/v1/connections/{id}/token")).await;
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["error"]["code"], "reauth_required");
-    let (_, conn) = get(&h, &format!("/v1/connections/{id}")).await;
+    let (_, conn) = h.get(&format!("/v1/connections/{id}")).await;
     assert_eq!(conn["status"], "reauth_required");
     assert!(conn["last_error"].as_str().unwrap().contains("190"), "{conn}");
     h.stop().await;
 });
 
 e2e_test!(facebook_background_refresher_renews_long_lived_tokens_nobody_reads, |db| {
-    let mut options = facebook(mock(Duration::from_secs(60)));
+    let mut options = HarnessOptions::provider("facebook", mock(Duration::from_secs(60)));
     options.refresher = true;
     let h = Harness::start(&db, options).await;
     let id = h.connect("bot").await;
@@ -107,17 +93,17 @@ e2e_test!(facebook_background_refresher_renews_long_lived_tokens_nobody_reads, |
         waited += Duration::from_millis(200);
     }
     assert!(h.mock.refresh_count() >= 1, "the refresher renewed the token with fb_exchange_token");
-    let (_, events) = get(&h, &format!("/v1/connections/{id}/events")).await;
+    let (_, events) = h.get(&format!("/v1/connections/{id}/events")).await;
     assert!(events["events"].as_array().unwrap().iter().any(|e| e["kind"] == "refreshed"), "{events}");
     h.stop().await;
 });
 
 e2e_test!(facebook_expired_token_cannot_be_renewed, |db| {
-    let h = Harness::start(&db, facebook(mock(Duration::from_secs(2)))).await;
+    let h = Harness::start(&db, HarnessOptions::provider("facebook", mock(Duration::from_secs(2)))).await;
     let id = h.connect("brand-1").await;
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let attempts = h.mock.refresh_attempts();
-    let (status, body) = get(&h, &format!("/v1/connections/{id}/token")).await;
+    let (status, body) = h.get(&format!("/v1/connections/{id}/token")).await;
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["error"]["code"], "reauth_required");
     assert_eq!(h.mock.refresh_attempts(), attempts, "an expired token is not even sent to Facebook");
@@ -125,7 +111,7 @@ e2e_test!(facebook_expired_token_cannot_be_renewed, |db| {
 });
 
 e2e_test!(facebook_refuses_http_basic_client_authentication, |db| {
-    let mut options = facebook(mock(Duration::from_secs(60 * DAY)));
+    let mut options = HarnessOptions::provider("facebook", mock(Duration::from_secs(60 * DAY)));
     options.provider_config = "client_auth = \"basic\"".into();
     let h = Harness::start(&db, options).await;
     let callback = h.authorize(&h.connect_url("brand-1", None).await).await;

@@ -11,10 +11,6 @@ use serde_json::{Value, json};
 use tether_e2e::{Harness, HarnessOptions, e2e_test, location};
 use tether_testkit::{MockFailure, MockFlavor, MockProviderConfig};
 
-fn google(mock: MockProviderConfig) -> HarnessOptions {
-    HarnessOptions { mock, kind: "google", ..HarnessOptions::default() }
-}
-
 /// One-minute tokens: inside the refresh margin, so a token read refreshes.
 fn mock() -> MockProviderConfig {
     MockProviderConfig {
@@ -22,10 +18,6 @@ fn mock() -> MockProviderConfig {
         access_token_ttl: Some(Duration::from_secs(60)),
         ..MockProviderConfig::for_flavor(MockFlavor::Google)
     }
-}
-
-async fn get(h: &Harness, path: &str) -> (u16, Value) {
-    h.api_call(Method::GET, path, None).await
 }
 
 /// Runs a flow for `owner`, returning the authorization request's query and the connection id.
@@ -40,12 +32,12 @@ async fn connect(h: &Harness, owner: &str) -> (HashMap<String, String>, String) 
     let resp = h.browser.get(location(&resp)).send().await.unwrap();
     let status = resp.status().as_u16();
     assert_eq!(status, 200, "callback: {}", resp.text().await.unwrap());
-    let (_, list) = get(h, &format!("/v1/connections?owner={owner}")).await;
+    let (_, list) = h.get(&format!("/v1/connections?owner={owner}")).await;
     (query, list["connections"][0]["id"].as_str().expect("a connection").to_owned())
 }
 
 e2e_test!(google_offline_grant_refreshes_without_rotation_and_disconnect_revokes_it, |db| {
-    let h = Harness::start(&db, google(mock())).await;
+    let h = Harness::start(&db, HarnessOptions::provider("google", mock())).await;
     let (query, id) = connect(&h, "creator-1").await;
     assert_eq!(query["access_type"], "offline");
     assert_eq!(query["prompt"], "consent");
@@ -53,7 +45,7 @@ e2e_test!(google_offline_grant_refreshes_without_rotation_and_disconnect_revokes
     assert_eq!(query["code_challenge_method"], "S256");
     assert_eq!(query["scope"], "openid email profile https://www.googleapis.com/auth/youtube.readonly");
 
-    let (_, conn) = get(&h, &format!("/v1/connections/{id}")).await;
+    let (_, conn) = h.get(&format!("/v1/connections/{id}")).await;
     assert_eq!(conn["account"]["name"], "Acme Example", "{conn}");
     let sub = conn["account"]["id"].as_str().unwrap();
     assert!(sub.len() == 21 && sub.chars().all(|c| c.is_ascii_digit()), "the OIDC `sub`: {conn}");
@@ -67,7 +59,7 @@ e2e_test!(google_offline_grant_refreshes_without_rotation_and_disconnect_revokes
     // Refreshes answer no refresh token: the one from the authorization keeps working.
     let mut last = String::new();
     for n in 1..=2 {
-        let (status, token) = get(&h, &format!("/v1/connections/{id}/token?force_refresh=true")).await;
+        let (status, token) = h.get(&format!("/v1/connections/{id}/token?force_refresh=true")).await;
         assert_eq!(status, 200, "refresh {n}: {token}");
         let access = token["access_token"].as_str().unwrap().to_owned();
         assert!(access.starts_with("ya29.") && access != last, "{access}");
@@ -84,13 +76,13 @@ e2e_test!(google_offline_grant_refreshes_without_rotation_and_disconnect_revokes
     assert_eq!(h.mock.revoked_tokens(), refresh_tokens);
     assert!(!h.mock.is_access_token_valid(&last), "the access token died with the grant");
     assert!(h.mock.live_refresh_tokens().is_empty());
-    let (status, _) = get(&h, &format!("/v1/connections/{id}/token")).await;
+    let (status, _) = h.get(&format!("/v1/connections/{id}/token")).await;
     assert_eq!(status, 410, "disconnected");
     h.stop().await;
 });
 
 e2e_test!(google_returning_user_still_gets_a_refresh_token_thanks_to_prompt_consent, |db| {
-    let h = Harness::start(&db, google(mock())).await;
+    let h = Harness::start(&db, HarnessOptions::provider("google", mock())).await;
     // The same Google user connects twice (two owners): Google issues a refresh token at the
     // first consent only, unless consent is prompted again.
     let (_, first) = connect(&h, "owner-a").await;
@@ -98,7 +90,7 @@ e2e_test!(google_returning_user_still_gets_a_refresh_token_thanks_to_prompt_cons
     assert_ne!(first, second);
     assert_eq!(h.mock.live_refresh_tokens().len(), 2, "both authorizations issued a refresh token");
     for id in [&first, &second] {
-        let (status, body) = get(&h, &format!("/v1/connections/{id}/token?force_refresh=true")).await;
+        let (status, body) = h.get(&format!("/v1/connections/{id}/token?force_refresh=true")).await;
         assert_eq!(status, 200, "{body}");
     }
     assert_eq!(h.mock.refresh_count(), 2);
@@ -106,14 +98,14 @@ e2e_test!(google_returning_user_still_gets_a_refresh_token_thanks_to_prompt_cons
 });
 
 e2e_test!(google_revoked_grant_needs_reauth_and_outages_do_not, |db| {
-    let h = Harness::start(&db, google(mock())).await;
+    let h = Harness::start(&db, HarnessOptions::provider("google", mock())).await;
     let (_, id) = connect(&h, "creator-1").await;
-    let (status, first) = get(&h, &format!("/v1/connections/{id}/token")).await;
+    let (status, first) = h.get(&format!("/v1/connections/{id}/token")).await;
     assert_eq!(status, 200, "{first}");
 
     // An outage is not a dead grant: the still-valid token keeps being served.
     h.mock.set_token_failure(Some(MockFailure::Status(503)));
-    let (status, body) = get(&h, &format!("/v1/connections/{id}/token")).await;
+    let (status, body) = h.get(&format!("/v1/connections/{id}/token")).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["access_token"], first["access_token"]);
     h.mock.set_token_failure(None);
@@ -124,7 +116,7 @@ e2e_test!(google_revoked_grant_needs_reauth_and_outages_do_not, |db| {
     let mut last = (0, Value::Null);
     // The outage above may have set a short backoff: wait it out.
     for _ in 0..40 {
-        last = get(&h, &format!("/v1/connections/{id}/token?force_refresh=true")).await;
+        last = h.get(&format!("/v1/connections/{id}/token?force_refresh=true")).await;
         if last.0 != 503 {
             break;
         }
@@ -133,10 +125,10 @@ e2e_test!(google_revoked_grant_needs_reauth_and_outages_do_not, |db| {
     let (status, body) = last;
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["error"]["code"], "reauth_required");
-    let (_, conn) = get(&h, &format!("/v1/connections/{id}")).await;
+    let (_, conn) = h.get(&format!("/v1/connections/{id}")).await;
     assert_eq!(conn["status"], "reauth_required");
     assert!(conn["last_error"].as_str().unwrap().contains("invalid_grant"), "{conn}");
-    let (_, events) = get(&h, &format!("/v1/connections/{id}/events")).await;
+    let (_, events) = h.get(&format!("/v1/connections/{id}/events")).await;
     assert_eq!(events["events"][0]["kind"], "reauth_required", "{events}");
 
     // Disconnecting a dead grant: Google answers `invalid_token`; the tokens are deleted anyway.

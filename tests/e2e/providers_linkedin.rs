@@ -5,32 +5,18 @@
 use std::time::Duration;
 
 use reqwest::Method;
-use serde_json::{Value, json};
-use tether_e2e::{Harness, HarnessOptions, e2e_test};
+use serde_json::json;
+use tether_e2e::{Harness, HarnessOptions, e2e_test, secs_until};
 use tether_testkit::{MockFlavor, MockProviderConfig};
-
-fn linkedin(mock: MockProviderConfig) -> HarnessOptions {
-    HarnessOptions { mock, kind: "linkedin", ..HarnessOptions::default() }
-}
 
 fn mock() -> MockProviderConfig {
     MockProviderConfig { auto_approve: Some("jane".into()), ..MockProviderConfig::for_flavor(MockFlavor::LinkedIn) }
 }
 
-async fn get(h: &Harness, path: &str) -> (u16, Value) {
-    h.api_call(Method::GET, path, None).await
-}
-
-/// Seconds from now until an RFC 3339 time in a JSON field.
-fn secs_until(v: &Value) -> i64 {
-    let at = chrono::DateTime::parse_from_rfc3339(v.as_str().expect("a timestamp")).unwrap();
-    (at.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_seconds()
-}
-
 e2e_test!(linkedin_connects_with_body_credentials_and_revokes_with_them, |db| {
-    let h = Harness::start(&db, linkedin(mock())).await;
+    let h = Harness::start(&db, HarnessOptions::provider("linkedin", mock())).await;
     let id = h.connect("brand-1").await;
-    let (_, conn) = get(&h, &format!("/v1/connections/{id}")).await;
+    let (_, conn) = h.get(&format!("/v1/connections/{id}")).await;
     assert_eq!(conn["account"]["name"], "Jane Example", "{conn}");
     let member = conn["account"]["id"].as_str().unwrap();
     assert_eq!(member.len(), 10, "the OIDC `sub` (member id): {conn}");
@@ -39,14 +25,14 @@ e2e_test!(linkedin_connects_with_body_credentials_and_revokes_with_them, |db| {
     let ttl = secs_until(&conn["expires_at"]);
     assert!((59 * 86_400..=60 * 86_400).contains(&ttl), "60-day access token: {ttl}");
 
-    let (status, token) = get(&h, &format!("/v1/connections/{id}/token")).await;
+    let (status, token) = h.get(&format!("/v1/connections/{id}/token")).await;
     assert_eq!(status, 200, "{token}");
     let access = token["access_token"].as_str().unwrap().to_owned();
     assert!(access.starts_with("AQV"), "{access}");
     assert_eq!(h.mock.refresh_attempts(), 0);
 
     // Not a partner app: no refresh token, so nothing can renew the token.
-    let (status, body) = get(&h, &format!("/v1/connections/{id}/token?force_refresh=true")).await;
+    let (status, body) = h.get(&format!("/v1/connections/{id}/token?force_refresh=true")).await;
     assert_eq!(status, 502, "{body}");
     assert_eq!(body["error"]["code"], "provider_unsupported", "{body}");
 
@@ -59,7 +45,7 @@ e2e_test!(linkedin_connects_with_body_credentials_and_revokes_with_them, |db| {
 });
 
 e2e_test!(linkedin_refuses_http_basic_client_authentication, |db| {
-    let mut options = linkedin(mock());
+    let mut options = HarnessOptions::provider("linkedin", mock());
     options.provider_config = "client_auth = \"basic\"".into();
     let h = Harness::start(&db, options).await;
     let callback = h.authorize(&h.connect_url("brand-1", None).await).await;
@@ -76,14 +62,14 @@ e2e_test!(linkedin_refuses_http_basic_client_authentication, |db| {
 e2e_test!(linkedin_partner_refresh_keeps_its_refresh_token_until_the_grant_dies, |db| {
     let config =
         MockProviderConfig { issue_refresh_tokens: true, access_token_ttl: Some(Duration::from_secs(60)), ..mock() };
-    let h = Harness::start(&db, linkedin(config)).await;
+    let h = Harness::start(&db, HarnessOptions::provider("linkedin", config)).await;
     let id = h.connect("brand-1").await;
     // Inside the refresh margin: the read refreshes first.
-    let (status, first) = get(&h, &format!("/v1/connections/{id}/token")).await;
+    let (status, first) = h.get(&format!("/v1/connections/{id}/token")).await;
     assert_eq!(status, 200, "{first}");
     assert_eq!(h.mock.refresh_count(), 1);
     // Not rotated: the same refresh token works again.
-    let (status, second) = get(&h, &format!("/v1/connections/{id}/token?force_refresh=true")).await;
+    let (status, second) = h.get(&format!("/v1/connections/{id}/token?force_refresh=true")).await;
     assert_eq!(status, 200, "{second}");
     assert_eq!(h.mock.refresh_count(), 2);
     assert_ne!(first["access_token"], second["access_token"]);
@@ -91,10 +77,10 @@ e2e_test!(linkedin_partner_refresh_keeps_its_refresh_token_until_the_grant_dies,
 
     // The member revokes the app: LinkedIn answers invalid_grant.
     h.mock.revoke_all_grants();
-    let (status, body) = get(&h, &format!("/v1/connections/{id}/token?force_refresh=true")).await;
+    let (status, body) = h.get(&format!("/v1/connections/{id}/token?force_refresh=true")).await;
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["error"]["code"], "reauth_required");
-    let (_, conn) = get(&h, &format!("/v1/connections/{id}")).await;
+    let (_, conn) = h.get(&format!("/v1/connections/{id}")).await;
     assert_eq!(conn["status"], "reauth_required");
     h.stop().await;
 });

@@ -10,10 +10,6 @@ use serde_json::{Value, json};
 use tether_e2e::{Harness, HarnessOptions, e2e_test, location};
 use tether_testkit::{MockFlavor, MockProviderConfig};
 
-fn microsoft(mock: MockProviderConfig) -> HarnessOptions {
-    HarnessOptions { mock, kind: "microsoft", ..HarnessOptions::default() }
-}
-
 /// One-minute tokens: inside the refresh margin, so a token read refreshes.
 fn mock() -> MockProviderConfig {
     MockProviderConfig {
@@ -21,10 +17,6 @@ fn mock() -> MockProviderConfig {
         access_token_ttl: Some(Duration::from_secs(60)),
         ..MockProviderConfig::for_flavor(MockFlavor::Microsoft)
     }
-}
-
-async fn get(h: &Harness, path: &str) -> (u16, Value) {
-    h.api_call(Method::GET, path, None).await
 }
 
 /// Runs a flow for `owner` (with `scopes`, else the defaults); returns the authorization
@@ -47,7 +39,7 @@ async fn flow(h: &Harness, owner: &str, scopes: Option<&[&str]>) -> (url::Url, u
 }
 
 async fn connection_of(h: &Harness, owner: &str) -> String {
-    let (_, list) = get(h, &format!("/v1/connections?owner={owner}")).await;
+    let (_, list) = h.get(&format!("/v1/connections?owner={owner}")).await;
     list["connections"][0]["id"].as_str().expect("a connection").to_owned()
 }
 
@@ -69,7 +61,7 @@ async fn replay(h: &Harness, refresh_token: &str) -> (u16, Value) {
 }
 
 e2e_test!(microsoft_refresh_rotates_the_refresh_token_and_disconnect_cannot_revoke, |db| {
-    let h = Harness::start(&db, microsoft(mock())).await;
+    let h = Harness::start(&db, HarnessOptions::provider("microsoft", mock())).await;
     let (authorize, status, page) = flow(&h, "tenant-user-1", None).await;
     assert_eq!(status, 200, "{page}");
     assert_eq!(authorize.path(), "/common/oauth2/v2.0/authorize", "tenant `common` by default");
@@ -79,7 +71,7 @@ e2e_test!(microsoft_refresh_rotates_the_refresh_token_and_disconnect_cannot_revo
     assert_eq!(q["code_challenge_method"], "S256");
 
     let id = connection_of(&h, "tenant-user-1").await;
-    let (_, conn) = get(&h, &format!("/v1/connections/{id}")).await;
+    let (_, conn) = h.get(&format!("/v1/connections/{id}")).await;
     assert_eq!(conn["account"]["name"], "Acme Example", "Graph displayName: {conn}");
     let oid = conn["account"]["id"].as_str().unwrap();
     assert_eq!(oid.len(), 36, "the Graph id (object id): {conn}");
@@ -91,7 +83,7 @@ e2e_test!(microsoft_refresh_rotates_the_refresh_token_and_disconnect_cannot_revo
     for n in 1..=3 {
         let before = h.mock.live_refresh_tokens();
         assert_eq!(before.len(), 1, "{before:?}");
-        let (status, token) = get(&h, &format!("/v1/connections/{id}/token?force_refresh=true")).await;
+        let (status, token) = h.get(&format!("/v1/connections/{id}/token?force_refresh=true")).await;
         assert_eq!(status, 200, "refresh {n}: {token}");
         assert!(token["access_token"].as_str().unwrap().starts_with("EwB"), "{token}");
         let after = h.mock.live_refresh_tokens();
@@ -112,32 +104,32 @@ e2e_test!(microsoft_refresh_rotates_the_refresh_token_and_disconnect_cannot_revo
     assert_eq!(body["revoked"], false, "{body}");
     assert!(body["revoke_error"].as_str().unwrap().contains("no revocation endpoint"), "{body}");
     assert!(h.mock.revoked_tokens().is_empty());
-    let (status, _) = get(&h, &format!("/v1/connections/{id}/token")).await;
+    let (status, _) = h.get(&format!("/v1/connections/{id}/token")).await;
     assert_eq!(status, 410, "disconnected");
     h.stop().await;
 });
 
 e2e_test!(microsoft_expired_refresh_token_aadsts70008_needs_reauth, |db| {
-    let h = Harness::start(&db, microsoft(mock())).await;
+    let h = Harness::start(&db, HarnessOptions::provider("microsoft", mock())).await;
     let (_, status, page) = flow(&h, "tenant-user-1", None).await;
     assert_eq!(status, 200, "{page}");
     let id = connection_of(&h, "tenant-user-1").await;
     h.mock.revoke_all_grants();
-    let (status, body) = get(&h, &format!("/v1/connections/{id}/token?force_refresh=true")).await;
+    let (status, body) = h.get(&format!("/v1/connections/{id}/token?force_refresh=true")).await;
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["error"]["code"], "reauth_required");
-    let (_, conn) = get(&h, &format!("/v1/connections/{id}")).await;
+    let (_, conn) = h.get(&format!("/v1/connections/{id}")).await;
     assert_eq!(conn["status"], "reauth_required");
     let last_error = conn["last_error"].as_str().unwrap();
     assert!(last_error.contains("invalid_grant") && last_error.contains("AADSTS70008"), "{conn}");
     assert!(!last_error.contains("Trace ID"), "{conn}");
-    let (_, events) = get(&h, &format!("/v1/connections/{id}/events")).await;
+    let (_, events) = h.get(&format!("/v1/connections/{id}/events")).await;
     assert_eq!(events["events"][0]["kind"], "reauth_required", "{events}");
     h.stop().await;
 });
 
 e2e_test!(microsoft_tenant_setting_and_offline_access_decide_the_endpoints_and_the_refresh_token, |db| {
-    let mut options = microsoft(mock());
+    let mut options = HarnessOptions::provider("microsoft", mock());
     options.provider_config = "tenant = \"organizations\"".into();
     let h = Harness::start(&db, options).await;
     // Work and school accounts only: both the authorization and the token endpoint move.
@@ -150,7 +142,7 @@ e2e_test!(microsoft_tenant_setting_and_offline_access_decide_the_endpoints_and_t
     let (_, status, page) = flow(&h, "no-offline", Some(&["openid", "profile", "User.Read"])).await;
     assert_eq!(status, 200, "{page}");
     let id = connection_of(&h, "no-offline").await;
-    let (status, body) = get(&h, &format!("/v1/connections/{id}/token?force_refresh=true")).await;
+    let (status, body) = h.get(&format!("/v1/connections/{id}/token?force_refresh=true")).await;
     assert_eq!(status, 502, "{body}");
     assert_eq!(body["error"]["code"], "provider_unsupported", "{body}");
     assert_eq!(h.mock.refresh_attempts(), 0);
@@ -158,7 +150,7 @@ e2e_test!(microsoft_tenant_setting_and_offline_access_decide_the_endpoints_and_t
 });
 
 e2e_test!(microsoft_wrong_client_secret_says_what_to_fix_and_stores_nothing, |db| {
-    let mut options = microsoft(mock());
+    let mut options = HarnessOptions::provider("microsoft", mock());
     options.server_client_secret = Some("the-secret-id-not-its-value".into());
     let h = Harness::start(&db, options).await;
     let (_, status, page) = flow(&h, "tenant-user-1", None).await;

@@ -21,10 +21,6 @@ fn notion() -> HarnessOptions {
     }
 }
 
-async fn get(h: &Harness, path: &str) -> (u16, Value) {
-    h.api_call(Method::GET, path, None).await
-}
-
 /// Runs a flow for `owner`, returning the authorization request's query and the connection id.
 async fn connect(h: &Harness, owner: &str) -> (HashMap<String, String>, String) {
     let resp = h.browser.get(h.connect_url(owner, None).await).send().await.unwrap();
@@ -37,7 +33,7 @@ async fn connect(h: &Harness, owner: &str) -> (HashMap<String, String>, String) 
     let resp = h.browser.get(location(&resp)).send().await.unwrap();
     let status = resp.status().as_u16();
     assert_eq!(status, 200, "callback: {}", resp.text().await.unwrap());
-    let (_, list) = get(h, &format!("/v1/connections?owner={owner}")).await;
+    let (_, list) = h.get(&format!("/v1/connections?owner={owner}")).await;
     (query, list["connections"][0]["id"].as_str().expect("a connection").to_owned())
 }
 
@@ -62,12 +58,12 @@ e2e_test!(notion_workspace_authorization_rotates_refresh_tokens_and_revokes, |db
     assert!(!query.contains_key("scope") && !query.contains_key("code_challenge"), "{query:?}");
 
     // The connection is the workspace authorization: the bot's id, the workspace's name.
-    let (_, conn) = get(&h, &format!("/v1/connections/{id}")).await;
+    let (_, conn) = h.get(&format!("/v1/connections/{id}")).await;
     assert_eq!(conn["account"]["name"], "acme's Workspace", "{conn}");
     assert_eq!(conn["account"]["id"].as_str().unwrap().len(), 36, "the bot_id: {conn}");
     assert!(conn["expires_at"].is_null(), "Notion access tokens carry no expiry: {conn}");
 
-    let (status, token) = get(&h, &format!("/v1/connections/{id}/token")).await;
+    let (status, token) = h.get(&format!("/v1/connections/{id}/token")).await;
     assert_eq!(status, 200, "{token}");
     assert!(token["access_token"].as_str().unwrap().starts_with("ntn_"), "{token}");
     assert_eq!(h.mock.refresh_attempts(), 0, "a token without expiry is not refreshed on read");
@@ -78,7 +74,7 @@ e2e_test!(notion_workspace_authorization_rotates_refresh_tokens_and_revokes, |db
     for n in 1..=2 {
         let before = h.mock.live_refresh_tokens();
         assert_eq!(before.len(), 1, "{before:?}");
-        let (status, token) = get(&h, &format!("/v1/connections/{id}/token?force_refresh=true")).await;
+        let (status, token) = h.get(&format!("/v1/connections/{id}/token?force_refresh=true")).await;
         assert_eq!(status, 200, "refresh {n}: {token}");
         let after = h.mock.live_refresh_tokens();
         assert_eq!(after.len(), 1);
@@ -92,7 +88,7 @@ e2e_test!(notion_workspace_authorization_rotates_refresh_tokens_and_revokes, |db
     assert_eq!(status, 400, "{body}");
     assert_eq!((body["object"].as_str(), body["code"].as_str()), (Some("error"), Some("invalid_grant")), "{body}");
     // The account did not change with the tokens.
-    let (_, again) = get(&h, &format!("/v1/connections/{id}")).await;
+    let (_, again) = h.get(&format!("/v1/connections/{id}")).await;
     assert_eq!(again["account"], conn["account"]);
 
     // Through the proxy the application sends neither the token nor `Notion-Version` (the mock
@@ -117,13 +113,13 @@ e2e_test!(notion_removed_integration_needs_reauth, |db| {
     let (_, id) = connect(&h, "workspace-owner-1").await;
     // The user removes the connection in Notion: `{"object":"error","code":"invalid_grant"}`.
     h.mock.revoke_all_grants();
-    let (status, body) = get(&h, &format!("/v1/connections/{id}/token?force_refresh=true")).await;
+    let (status, body) = h.get(&format!("/v1/connections/{id}/token?force_refresh=true")).await;
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["error"]["code"], "reauth_required");
-    let (_, conn) = get(&h, &format!("/v1/connections/{id}")).await;
+    let (_, conn) = h.get(&format!("/v1/connections/{id}")).await;
     assert_eq!(conn["status"], "reauth_required");
     assert!(conn["last_error"].as_str().unwrap().contains("invalid_grant"), "{conn}");
-    let (_, events) = get(&h, &format!("/v1/connections/{id}/events")).await;
+    let (_, events) = h.get(&format!("/v1/connections/{id}/events")).await;
     assert_eq!(events["events"][0]["kind"], "reauth_required", "{events}");
     h.stop().await;
 });

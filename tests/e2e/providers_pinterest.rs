@@ -9,10 +9,6 @@ use serde_json::{Value, json};
 use tether_e2e::{Harness, HarnessOptions, e2e_test};
 use tether_testkit::{MockFailure, MockFlavor, MockProviderConfig};
 
-fn pinterest(mock: MockProviderConfig) -> HarnessOptions {
-    HarnessOptions { mock, kind: "pinterest", ..HarnessOptions::default() }
-}
-
 /// One-minute tokens: inside the refresh margin, so a token read refreshes.
 fn mock() -> MockProviderConfig {
     MockProviderConfig {
@@ -22,14 +18,10 @@ fn mock() -> MockProviderConfig {
     }
 }
 
-async fn get(h: &Harness, path: &str) -> (u16, Value) {
-    h.api_call(Method::GET, path, None).await
-}
-
 e2e_test!(pinterest_continuous_refresh_rotates_and_disconnect_cannot_revoke, |db| {
-    let h = Harness::start(&db, pinterest(mock())).await;
+    let h = Harness::start(&db, HarnessOptions::provider("pinterest", mock())).await;
     let id = h.connect("brand-1").await;
-    let (_, conn) = get(&h, &format!("/v1/connections/{id}")).await;
+    let (_, conn) = h.get(&format!("/v1/connections/{id}")).await;
     assert_eq!(conn["account"]["name"], "acme", "{conn}");
     let account = conn["account"]["id"].as_str().unwrap();
     assert!(account.len() == 18 && account.chars().all(|c| c.is_ascii_digit()), "{conn}");
@@ -40,7 +32,7 @@ e2e_test!(pinterest_continuous_refresh_rotates_and_disconnect_cannot_revoke, |db
     // row work only if each new refresh token was stored.
     let mut seen = std::collections::HashSet::new();
     for n in 1..=3 {
-        let (status, token) = get(&h, &format!("/v1/connections/{id}/token?force_refresh=true")).await;
+        let (status, token) = h.get(&format!("/v1/connections/{id}/token?force_refresh=true")).await;
         assert_eq!(status, 200, "refresh {n}: {token}");
         let access = token["access_token"].as_str().unwrap();
         assert!(access.starts_with("pina_") && seen.insert(access.to_owned()), "{access}");
@@ -54,23 +46,23 @@ e2e_test!(pinterest_continuous_refresh_rotates_and_disconnect_cannot_revoke, |db
     assert_eq!(body["revoked"], false, "{body}");
     assert!(body["revoke_error"].as_str().unwrap().contains("no revocation endpoint"), "{body}");
     assert!(h.mock.revoked_tokens().is_empty());
-    let (status, _) = get(&h, &format!("/v1/connections/{id}/token")).await;
+    let (status, _) = h.get(&format!("/v1/connections/{id}/token")).await;
     assert_eq!(status, 410, "disconnected");
     h.stop().await;
 });
 
 e2e_test!(pinterest_code_283_on_refresh_means_reauth_and_outages_do_not, |db| {
-    let h = Harness::start(&db, pinterest(mock())).await;
+    let h = Harness::start(&db, HarnessOptions::provider("pinterest", mock())).await;
     let id = h.connect("brand-1").await;
-    let (status, first) = get(&h, &format!("/v1/connections/{id}/token")).await;
+    let (status, first) = h.get(&format!("/v1/connections/{id}/token")).await;
     assert_eq!(status, 200, "{first}");
 
     // An outage is not a dead grant: the still-valid token keeps being served.
     h.mock.set_token_failure(Some(MockFailure::Status(503)));
-    let (status, body) = get(&h, &format!("/v1/connections/{id}/token")).await;
+    let (status, body) = h.get(&format!("/v1/connections/{id}/token")).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["access_token"], first["access_token"]);
-    let (_, conn) = get(&h, &format!("/v1/connections/{id}")).await;
+    let (_, conn) = h.get(&format!("/v1/connections/{id}")).await;
     assert_eq!(conn["status"], "active");
     h.mock.set_token_failure(None);
 
@@ -80,7 +72,7 @@ e2e_test!(pinterest_code_283_on_refresh_means_reauth_and_outages_do_not, |db| {
     let mut last = (0, Value::Null);
     // The outage above may have set a short backoff: wait it out.
     for _ in 0..40 {
-        last = get(&h, &format!("/v1/connections/{id}/token?force_refresh=true")).await;
+        last = h.get(&format!("/v1/connections/{id}/token?force_refresh=true")).await;
         if last.0 != 503 {
             break;
         }
@@ -90,14 +82,14 @@ e2e_test!(pinterest_code_283_on_refresh_means_reauth_and_outages_do_not, |db| {
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["error"]["code"], "reauth_required");
     assert!(h.mock.refresh_attempts() > attempts);
-    let (_, conn) = get(&h, &format!("/v1/connections/{id}")).await;
+    let (_, conn) = h.get(&format!("/v1/connections/{id}")).await;
     assert_eq!(conn["status"], "reauth_required");
     assert!(conn["last_error"].as_str().unwrap().contains("283"), "{conn}");
     h.stop().await;
 });
 
 e2e_test!(pinterest_refuses_credentials_in_the_body, |db| {
-    let mut options = pinterest(mock());
+    let mut options = HarnessOptions::provider("pinterest", mock());
     options.provider_config = "client_auth = \"post\"".into();
     let h = Harness::start(&db, options).await;
     let callback = h.authorize(&h.connect_url("brand-1", None).await).await;

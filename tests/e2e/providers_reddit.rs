@@ -5,13 +5,9 @@
 use std::time::Duration;
 
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 use tether_e2e::{Harness, HarnessOptions, e2e_test};
 use tether_testkit::{MockFailure, MockFlavor, MockProviderConfig};
-
-fn reddit(mock: MockProviderConfig) -> HarnessOptions {
-    HarnessOptions { mock, kind: "reddit", ..HarnessOptions::default() }
-}
 
 /// One-minute tokens: inside the refresh margin, so a token read refreshes.
 fn mock() -> MockProviderConfig {
@@ -22,10 +18,6 @@ fn mock() -> MockProviderConfig {
     }
 }
 
-async fn get(h: &Harness, path: &str) -> (u16, Value) {
-    h.api_call(Method::GET, path, None).await
-}
-
 /// Runs a flow and returns the callback's status and page.
 async fn callback(h: &Harness) -> (u16, String) {
     let callback = h.authorize(&h.connect_url("brand-1", None).await).await;
@@ -34,9 +26,9 @@ async fn callback(h: &Harness) -> (u16, String) {
 }
 
 e2e_test!(reddit_permanent_grant_refreshes_and_revokes, |db| {
-    let h = Harness::start(&db, reddit(mock())).await;
+    let h = Harness::start(&db, HarnessOptions::provider("reddit", mock())).await;
     let id = h.connect("brand-1").await;
-    let (_, conn) = get(&h, &format!("/v1/connections/{id}")).await;
+    let (_, conn) = h.get(&format!("/v1/connections/{id}")).await;
     assert_eq!(conn["account"]["name"], "spez", "{conn}");
     let account = conn["account"]["id"].as_str().unwrap();
     assert!(account.chars().all(|c| c.is_ascii_digit() || c.is_ascii_lowercase()), "base36 id: {conn}");
@@ -44,11 +36,11 @@ e2e_test!(reddit_permanent_grant_refreshes_and_revokes, |db| {
 
     // duration=permanent got a refresh token: the read refreshes (the mock also checked the
     // User-Agent and the Basic credentials on every call).
-    let (status, first) = get(&h, &format!("/v1/connections/{id}/token")).await;
+    let (status, first) = h.get(&format!("/v1/connections/{id}/token")).await;
     assert_eq!(status, 200, "{first}");
     assert_eq!(h.mock.refresh_count(), 1);
     // Reddit does not rotate: the same refresh token works again.
-    let (status, second) = get(&h, &format!("/v1/connections/{id}/token?force_refresh=true")).await;
+    let (status, second) = h.get(&format!("/v1/connections/{id}/token?force_refresh=true")).await;
     assert_eq!(status, 200, "{second}");
     assert_eq!(h.mock.refresh_count(), 2);
     let access = second["access_token"].as_str().unwrap().to_owned();
@@ -65,7 +57,7 @@ e2e_test!(reddit_permanent_grant_refreshes_and_revokes, |db| {
 });
 
 e2e_test!(reddit_refuses_credentials_in_the_body_and_reports_code_errors_sent_with_200, |db| {
-    let mut options = reddit(mock());
+    let mut options = HarnessOptions::provider("reddit", mock());
     options.provider_config = "client_auth = \"post\"".into();
     let h = Harness::start(&db, options).await;
     let (status, page) = callback(&h).await;
@@ -74,7 +66,7 @@ e2e_test!(reddit_refuses_credentials_in_the_body_and_reports_code_errors_sent_wi
     h.stop().await;
 
     // A dead code: Reddit answers HTTP 200 {"error":"invalid_grant"}; no connection is stored.
-    let h = Harness::start(&db, reddit(mock())).await;
+    let h = Harness::start(&db, HarnessOptions::provider("reddit", mock())).await;
     h.mock.set_token_failure(Some(MockFailure::InvalidGrant));
     let (status, page) = callback(&h).await;
     assert_eq!(status, 502, "{page}");
@@ -84,15 +76,15 @@ e2e_test!(reddit_refuses_credentials_in_the_body_and_reports_code_errors_sent_wi
 });
 
 e2e_test!(reddit_revoked_app_needs_reauthorization, |db| {
-    let h = Harness::start(&db, reddit(mock())).await;
+    let h = Harness::start(&db, HarnessOptions::provider("reddit", mock())).await;
     let id = h.connect("brand-1").await;
     // The user removes the app in their Reddit preferences.
     h.mock.revoke_all_grants();
-    let (status, body) = get(&h, &format!("/v1/connections/{id}/token")).await;
+    let (status, body) = h.get(&format!("/v1/connections/{id}/token")).await;
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["error"]["code"], "reauth_required");
     assert_eq!(h.mock.invalid_grant_count(), 1);
-    let (_, events) = get(&h, &format!("/v1/connections/{id}/events")).await;
+    let (_, events) = h.get(&format!("/v1/connections/{id}/events")).await;
     assert_eq!(events["events"][0]["kind"], "reauth_required");
     h.stop().await;
 });

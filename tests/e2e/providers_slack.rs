@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 use tether_e2e::{Harness, HarnessOptions, e2e_test, location};
 use tether_testkit::{MockFlavor, MockProviderConfig};
 
@@ -21,10 +21,6 @@ fn slack(rotation: bool, provider_config: &str) -> HarnessOptions {
     HarnessOptions { mock, kind: "slack", provider_config: provider_config.into(), ..HarnessOptions::default() }
 }
 
-async fn get(h: &Harness, path: &str) -> (u16, Value) {
-    h.api_call(Method::GET, path, None).await
-}
-
 /// Runs a flow for `owner`; returns the authorization request's query and the connection id.
 async fn connect(h: &Harness, owner: &str) -> (HashMap<String, String>, String) {
     let resp = h.browser.get(h.connect_url(owner, None).await).send().await.unwrap();
@@ -35,7 +31,7 @@ async fn connect(h: &Harness, owner: &str) -> (HashMap<String, String>, String) 
     let resp = h.browser.get(location(&resp)).send().await.unwrap();
     let status = resp.status().as_u16();
     assert_eq!(status, 200, "{}", resp.text().await.unwrap());
-    let (_, list) = get(h, &format!("/v1/connections?owner={owner}")).await;
+    let (_, list) = h.get(&format!("/v1/connections?owner={owner}")).await;
     (query, list["connections"][0]["id"].as_str().unwrap().to_owned())
 }
 
@@ -46,19 +42,19 @@ e2e_test!(slack_user_token_never_expires_names_the_workspace_member_and_is_revok
     assert!(!q.contains_key("scope"), "no bot scopes asked: {q:?}");
     assert!(!q.contains_key("code_challenge"));
 
-    let (_, conn) = get(&h, &format!("/v1/connections/{id}")).await;
+    let (_, conn) = h.get(&format!("/v1/connections/{id}")).await;
     let account = conn["account"]["id"].as_str().unwrap();
     let (team, user) = account.split_once(':').unwrap();
     assert!(team.starts_with('T') && user.starts_with('U'), "{conn}");
     assert_eq!(conn["account"]["name"], "grace @ grace workspace", "{conn}");
     assert_eq!(conn["scopes"], json!(["chat:write", "users:read"]));
     assert!(conn["expires_at"].is_null(), "without token rotation Slack tokens never expire: {conn}");
-    let (status, token) = get(&h, &format!("/v1/connections/{id}/token")).await;
+    let (status, token) = h.get(&format!("/v1/connections/{id}/token")).await;
     assert_eq!(status, 200, "{token}");
     let user_token = token["access_token"].as_str().unwrap().to_owned();
     assert!(user_token.starts_with("xoxp-") && h.mock.is_access_token_valid(&user_token));
     // Nothing to refresh.
-    let (status, body) = get(&h, &format!("/v1/connections/{id}/token?force_refresh=true")).await;
+    let (status, body) = h.get(&format!("/v1/connections/{id}/token?force_refresh=true")).await;
     assert_eq!(status, 502, "{body}");
     assert_eq!(h.mock.refresh_attempts(), 0);
 
@@ -76,9 +72,9 @@ e2e_test!(slack_with_bot_and_user_scopes_keeps_the_user_token, |db| {
     let (q, id) = connect(&h, "team-app").await;
     assert_eq!(q["scope"], "channels:read,chat:write");
     assert_eq!(q["user_scope"], "chat:write,users:read");
-    let (_, token) = get(&h, &format!("/v1/connections/{id}/token")).await;
+    let (_, token) = h.get(&format!("/v1/connections/{id}/token")).await;
     assert!(token["access_token"].as_str().unwrap().starts_with("xoxp-"), "the user token: {token}");
-    let (_, conn) = get(&h, &format!("/v1/connections/{id}")).await;
+    let (_, conn) = h.get(&format!("/v1/connections/{id}")).await;
     assert_eq!(conn["scopes"], json!(["chat:write", "users:read"]), "the user token's scopes: {conn}");
     assert_eq!(conn["account"]["name"], "grace @ grace workspace");
     h.stop().await;
@@ -89,10 +85,10 @@ e2e_test!(slack_bot_only_installation_holds_the_bot_token, |db| {
     let (q, id) = connect(&h, "team-app").await;
     assert_eq!(q["scope"], "commands,chat:write");
     assert!(!q.contains_key("user_scope"), "{q:?}");
-    let (_, token) = get(&h, &format!("/v1/connections/{id}/token")).await;
+    let (_, token) = h.get(&format!("/v1/connections/{id}/token")).await;
     let bot_token = token["access_token"].as_str().unwrap().to_owned();
     assert!(bot_token.starts_with("xoxb-"), "{token}");
-    let (_, conn) = get(&h, &format!("/v1/connections/{id}")).await;
+    let (_, conn) = h.get(&format!("/v1/connections/{id}")).await;
     assert_eq!(conn["account"]["name"], "mockbot @ grace workspace", "auth.test names the bot user: {conn}");
     assert_eq!(conn["scopes"], json!(["commands", "chat:write"]));
     let (_, body) = h.api_call(Method::DELETE, &format!("/v1/connections/{id}"), None).await;
@@ -104,15 +100,15 @@ e2e_test!(slack_bot_only_installation_holds_the_bot_token, |db| {
 e2e_test!(slack_token_rotation_refreshes_twice_and_a_dead_refresh_token_needs_reauth, |db| {
     let h = Harness::start(&db, slack(true, "")).await;
     let (_, id) = connect(&h, "team-app").await;
-    let (_, conn) = get(&h, &format!("/v1/connections/{id}")).await;
+    let (_, conn) = h.get(&format!("/v1/connections/{id}")).await;
     let at = chrono::DateTime::parse_from_rfc3339(conn["expires_at"].as_str().unwrap()).unwrap();
     let hours = (at.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_minutes() as f64 / 60.0;
     assert!((11.9..=12.0).contains(&hours), "rotating tokens last 12 hours: {conn}");
-    let (_, first) = get(&h, &format!("/v1/connections/{id}/token")).await;
+    let (_, first) = h.get(&format!("/v1/connections/{id}/token")).await;
     let mut tokens = vec![first["access_token"].as_str().unwrap().to_owned()];
     assert!(tokens[0].starts_with("xoxe.xoxp-1-"), "{first}");
     for round in 1..=2 {
-        let (status, body) = get(&h, &format!("/v1/connections/{id}/token?force_refresh=true")).await;
+        let (status, body) = h.get(&format!("/v1/connections/{id}/token?force_refresh=true")).await;
         assert_eq!(status, 200, "{body}");
         tokens.push(body["access_token"].as_str().unwrap().to_owned());
         assert_eq!(h.mock.refresh_count(), round);
@@ -126,13 +122,13 @@ e2e_test!(slack_token_rotation_refreshes_twice_and_a_dead_refresh_token_needs_re
 
     // The app is uninstalled: the refresh answers HTTP 200 {"ok":false,"error":"invalid_refresh_token"}.
     h.mock.revoke_all_grants();
-    let (status, body) = get(&h, &format!("/v1/connections/{id}/token?force_refresh=true")).await;
+    let (status, body) = h.get(&format!("/v1/connections/{id}/token?force_refresh=true")).await;
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["error"]["code"], "reauth_required");
-    let (_, conn) = get(&h, &format!("/v1/connections/{id}")).await;
+    let (_, conn) = h.get(&format!("/v1/connections/{id}")).await;
     assert_eq!(conn["status"], "reauth_required");
     assert!(conn["last_error"].as_str().unwrap().contains("invalid_refresh_token"), "{conn}");
-    let (_, events) = get(&h, &format!("/v1/connections/{id}/events")).await;
+    let (_, events) = h.get(&format!("/v1/connections/{id}/events")).await;
     assert_eq!(events["events"][0]["kind"], "reauth_required", "{events}");
     h.stop().await;
 });

@@ -5,13 +5,9 @@
 use std::time::Duration;
 
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 use tether_e2e::{Harness, HarnessOptions, e2e_test};
 use tether_testkit::{MockFlavor, MockProviderConfig};
-
-fn spotify(mock: MockProviderConfig) -> HarnessOptions {
-    HarnessOptions { mock, kind: "spotify", ..HarnessOptions::default() }
-}
 
 /// One-minute tokens: inside the refresh margin, so a token read refreshes.
 fn mock() -> MockProviderConfig {
@@ -22,14 +18,10 @@ fn mock() -> MockProviderConfig {
     }
 }
 
-async fn get(h: &Harness, path: &str) -> (u16, Value) {
-    h.api_call(Method::GET, path, None).await
-}
-
 e2e_test!(spotify_refresh_without_a_new_refresh_token_keeps_the_old_one_and_disconnect_cannot_revoke, |db| {
-    let h = Harness::start(&db, spotify(mock())).await;
+    let h = Harness::start(&db, HarnessOptions::provider("spotify", mock())).await;
     let id = h.connect("listener-1").await;
-    let (_, conn) = get(&h, &format!("/v1/connections/{id}")).await;
+    let (_, conn) = h.get(&format!("/v1/connections/{id}")).await;
     assert_eq!(conn["account"]["id"], "wizzler", "{conn}");
     assert_eq!(conn["account"]["name"], "Wizzler", "the display_name: {conn}");
     assert_eq!(conn["scopes"], json!(["user-read-private"]));
@@ -37,7 +29,7 @@ e2e_test!(spotify_refresh_without_a_new_refresh_token_keeps_the_old_one_and_disc
     // Spotify answers refreshes without a refresh token: the stored one is kept and keeps working.
     let mut seen = std::collections::HashSet::new();
     for n in 1..=2 {
-        let (status, token) = get(&h, &format!("/v1/connections/{id}/token?force_refresh=true")).await;
+        let (status, token) = h.get(&format!("/v1/connections/{id}/token?force_refresh=true")).await;
         assert_eq!(status, 200, "refresh {n}: {token}");
         let access = token["access_token"].as_str().unwrap();
         assert!(access.starts_with("BQ") && seen.insert(access.to_owned()), "{access}");
@@ -54,16 +46,20 @@ e2e_test!(spotify_refresh_without_a_new_refresh_token_keeps_the_old_one_and_disc
     assert!(body["revoke_error"].as_str().unwrap().contains("no revocation endpoint"), "{body}");
     assert!(h.mock.revoked_tokens().is_empty());
     assert!(h.mock.is_refresh_token_valid(&issued[0]), "only the user can end the grant (spotify.com/account/apps)");
-    let (status, _) = get(&h, &format!("/v1/connections/{id}/token")).await;
+    let (status, _) = h.get(&format!("/v1/connections/{id}/token")).await;
     assert_eq!(status, 410, "disconnected");
     h.stop().await;
 });
 
 e2e_test!(spotify_a_new_refresh_token_in_a_refresh_answer_replaces_the_old_one, |db| {
-    let h = Harness::start(&db, spotify(MockProviderConfig { rotate_refresh_tokens: true, ..mock() })).await;
+    let h = Harness::start(
+        &db,
+        HarnessOptions::provider("spotify", MockProviderConfig { rotate_refresh_tokens: true, ..mock() }),
+    )
+    .await;
     let id = h.connect("listener-1").await;
     for n in 1..=2 {
-        let (status, token) = get(&h, &format!("/v1/connections/{id}/token?force_refresh=true")).await;
+        let (status, token) = h.get(&format!("/v1/connections/{id}/token?force_refresh=true")).await;
         assert_eq!(status, 200, "refresh {n}: {token}");
     }
     let issued = h.mock.issued_refresh_tokens();
@@ -75,23 +71,23 @@ e2e_test!(spotify_a_new_refresh_token_in_a_refresh_answer_replaces_the_old_one, 
 });
 
 e2e_test!(spotify_dead_refresh_token_needs_reauth, |db| {
-    let h = Harness::start(&db, spotify(mock())).await;
+    let h = Harness::start(&db, HarnessOptions::provider("spotify", mock())).await;
     let id = h.connect("listener-1").await;
     // Six months after the authorization, or the user removed the app: invalid_grant.
     h.mock.revoke_all_grants();
-    let (status, body) = get(&h, &format!("/v1/connections/{id}/token")).await;
+    let (status, body) = h.get(&format!("/v1/connections/{id}/token")).await;
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["error"]["code"], "reauth_required");
-    let (_, conn) = get(&h, &format!("/v1/connections/{id}")).await;
+    let (_, conn) = h.get(&format!("/v1/connections/{id}")).await;
     assert_eq!(conn["status"], "reauth_required");
     assert!(conn["last_error"].as_str().unwrap().contains("invalid_grant"), "{conn}");
-    let (_, events) = get(&h, &format!("/v1/connections/{id}/events")).await;
+    let (_, events) = h.get(&format!("/v1/connections/{id}/events")).await;
     assert_eq!(events["events"][0]["kind"], "reauth_required", "{events}");
     h.stop().await;
 });
 
 e2e_test!(spotify_refuses_credentials_in_the_body, |db| {
-    let mut options = spotify(mock());
+    let mut options = HarnessOptions::provider("spotify", mock());
     options.provider_config = "client_auth = \"post\"".into();
     let h = Harness::start(&db, options).await;
     let callback = h.authorize(&h.connect_url("listener-1", None).await).await;

@@ -7,13 +7,9 @@
 use std::time::Duration;
 
 use reqwest::Method;
-use serde_json::{Value, json};
-use tether_e2e::{Harness, HarnessOptions, e2e_test};
+use serde_json::json;
+use tether_e2e::{Harness, HarnessOptions, e2e_test, secs_until};
 use tether_testkit::{MockFlavor, MockProviderConfig};
-
-fn threads(mock: MockProviderConfig) -> HarnessOptions {
-    HarnessOptions { mock, kind: "threads", ..HarnessOptions::default() }
-}
 
 fn mock(long_lived_ttl: Duration) -> MockProviderConfig {
     MockProviderConfig {
@@ -25,34 +21,24 @@ fn mock(long_lived_ttl: Duration) -> MockProviderConfig {
 
 const DAY: u64 = 86_400;
 
-async fn get(h: &Harness, path: &str) -> (u16, Value) {
-    h.api_call(Method::GET, path, None).await
-}
-
-/// Seconds from now until an RFC 3339 time in a JSON field.
-fn secs_until(v: &Value) -> i64 {
-    let at = chrono::DateTime::parse_from_rfc3339(v.as_str().expect("a timestamp")).unwrap();
-    (at.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_seconds()
-}
-
 async fn event_kinds(h: &Harness, id: &str) -> Vec<String> {
-    let (_, events) = get(h, &format!("/v1/connections/{id}/events")).await;
+    let (_, events) = h.get(&format!("/v1/connections/{id}/events")).await;
     events["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap().to_owned()).collect()
 }
 
 e2e_test!(threads_connect_stores_a_long_lived_token_for_the_profile, |db| {
-    let h = Harness::start(&db, threads(mock(Duration::from_secs(60 * DAY)))).await;
+    let h = Harness::start(&db, HarnessOptions::provider("threads", mock(Duration::from_secs(60 * DAY)))).await;
     // The provider's redirect ends in `#_`, as Threads' does.
     let callback = h.authorize(&h.connect_url("agency-7", None).await).await;
     assert!(callback.ends_with("#_"), "{callback}");
     let resp = h.browser.get(&callback).send().await.unwrap();
     assert_eq!(resp.status().as_u16(), 200, "{}", resp.text().await.unwrap());
-    let (_, list) = get(&h, "/v1/connections?owner=agency-7").await;
+    let (_, list) = h.get("/v1/connections?owner=agency-7").await;
     let id = list["connections"][0]["id"].as_str().unwrap().to_owned();
 
     // The code gave a short-lived token, exchanged at once for a long-lived one.
     assert_eq!((h.mock.code_exchanges(), h.mock.token_exchanges(), h.mock.refresh_count()), (1, 1, 0));
-    let (_, conn) = get(&h, &format!("/v1/connections/{id}")).await;
+    let (_, conn) = h.get(&format!("/v1/connections/{id}")).await;
     let account_id = conn["account"]["id"].as_str().unwrap();
     assert!(account_id.len() == 17 && account_id.chars().all(|c| c.is_ascii_digit()), "{conn}");
     assert_eq!(conn["account"]["name"], "nordic.bakery", "{conn}");
@@ -60,7 +46,7 @@ e2e_test!(threads_connect_stores_a_long_lived_token_for_the_profile, |db| {
     assert_eq!(conn["scopes"], json!(["threads_basic", "threads_content_publish"]));
     let ttl = secs_until(&conn["expires_at"]);
     assert!(ttl > 59 * DAY as i64, "the long-lived token is stored, not the one-hour one: {ttl}");
-    let (status, token) = get(&h, &format!("/v1/connections/{id}/token")).await;
+    let (status, token) = h.get(&format!("/v1/connections/{id}/token")).await;
     assert_eq!(status, 200, "{token}");
     let long_lived = token["access_token"].as_str().unwrap().to_owned();
     assert!(long_lived.starts_with("THAA") && h.mock.is_access_token_valid(&long_lived));
@@ -68,13 +54,13 @@ e2e_test!(threads_connect_stores_a_long_lived_token_for_the_profile, |db| {
     // A token younger than 24 hours cannot be renewed: refused here, never sent to Threads,
     // and the valid token keeps being served.
     let attempts = h.mock.refresh_attempts();
-    let (status, body) = get(&h, &format!("/v1/connections/{id}/token?force_refresh=true")).await;
+    let (status, body) = h.get(&format!("/v1/connections/{id}/token?force_refresh=true")).await;
     assert_eq!(status, 502, "{body}");
     assert!(body["error"]["message"].as_str().unwrap().contains("24 hours old"), "{body}");
     assert_eq!(h.mock.refresh_attempts(), attempts, "nothing was sent to Threads");
-    let (status, token) = get(&h, &format!("/v1/connections/{id}/token")).await;
+    let (status, token) = h.get(&format!("/v1/connections/{id}/token")).await;
     assert_eq!((status, token["access_token"].as_str()), (200, Some(long_lived.as_str())));
-    let (_, conn) = get(&h, &format!("/v1/connections/{id}")).await;
+    let (_, conn) = h.get(&format!("/v1/connections/{id}")).await;
     assert_eq!(conn["status"], "active");
 
     // No revocation endpoint: the secrets are deleted and the answer says why nothing was revoked.
@@ -83,20 +69,20 @@ e2e_test!(threads_connect_stores_a_long_lived_token_for_the_profile, |db| {
     assert_eq!(body["revoked"], false, "{body}");
     assert!(body["revoke_error"].as_str().unwrap().contains("Threads documents no endpoint to revoke"), "{body}");
     assert!(h.mock.revoked_tokens().is_empty());
-    let (status, _) = get(&h, &format!("/v1/connections/{id}/token")).await;
+    let (status, _) = h.get(&format!("/v1/connections/{id}/token")).await;
     assert_eq!(status, 410);
     h.stop().await;
 });
 
 e2e_test!(threads_renews_with_th_refresh_token_and_code_190_needs_reauth, |db| {
     // "Long-lived" tokens of one minute: inside the refresh margin, so each read renews first.
-    let h = Harness::start(&db, threads(mock(Duration::from_secs(60)))).await;
+    let h = Harness::start(&db, HarnessOptions::provider("threads", mock(Duration::from_secs(60)))).await;
     h.mock.set_min_refresh_age(Duration::ZERO);
     let id = h.connect("agency-7").await;
     assert_eq!(h.mock.token_exchanges(), 1);
     let mut seen = Vec::new();
     for round in 1..=2 {
-        let (status, token) = get(&h, &format!("/v1/connections/{id}/token")).await;
+        let (status, token) = h.get(&format!("/v1/connections/{id}/token")).await;
         assert_eq!(status, 200, "{token}");
         let token = token["access_token"].as_str().unwrap().to_owned();
         assert!(h.mock.is_access_token_valid(&token));
@@ -109,10 +95,10 @@ e2e_test!(threads_renews_with_th_refresh_token_and_code_190_needs_reauth, |db| {
 
     // The user removes the app: the renewal answers {"error":{"code":190,…}}.
     h.mock.revoke_all_grants();
-    let (status, body) = get(&h, &format!("/v1/connections/{id}/token")).await;
+    let (status, body) = h.get(&format!("/v1/connections/{id}/token")).await;
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["error"]["code"], "reauth_required");
-    let (_, conn) = get(&h, &format!("/v1/connections/{id}")).await;
+    let (_, conn) = h.get(&format!("/v1/connections/{id}")).await;
     assert_eq!(conn["status"], "reauth_required");
     assert!(conn["last_error"].as_str().unwrap().contains("190"), "{conn}");
     assert_eq!(event_kinds(&h, &id).await[0], "reauth_required");
@@ -121,13 +107,13 @@ e2e_test!(threads_renews_with_th_refresh_token_and_code_190_needs_reauth, |db| {
 
 e2e_test!(threads_refusing_a_young_token_keeps_serving_the_valid_one, |db| {
     // Threads itself refuses a token under 24 hours old (the mock's default rule).
-    let h = Harness::start(&db, threads(mock(Duration::from_secs(120)))).await;
+    let h = Harness::start(&db, HarnessOptions::provider("threads", mock(Duration::from_secs(120)))).await;
     let id = h.connect("agency-7").await;
-    let (status, token) = get(&h, &format!("/v1/connections/{id}/token")).await;
+    let (status, token) = h.get(&format!("/v1/connections/{id}/token")).await;
     assert_eq!(status, 200, "{token}");
     assert_eq!((h.mock.refresh_attempts(), h.mock.refresh_count()), (1, 0), "renewal was tried and refused");
     assert!(h.mock.is_access_token_valid(token["access_token"].as_str().unwrap()));
-    let (_, conn) = get(&h, &format!("/v1/connections/{id}")).await;
+    let (_, conn) = h.get(&format!("/v1/connections/{id}")).await;
     assert_eq!(conn["status"], "active", "a refusal is not a dead grant: {conn}");
     assert!(conn["last_error"].as_str().unwrap().contains("code 100"), "{conn}");
     assert!(event_kinds(&h, &id).await.contains(&"refresh_failed".to_owned()));
@@ -135,7 +121,7 @@ e2e_test!(threads_refusing_a_young_token_keeps_serving_the_valid_one, |db| {
 });
 
 e2e_test!(threads_asks_for_comma_separated_scopes_and_shows_graph_errors, |db| {
-    let mut options = threads(mock(Duration::from_secs(60 * DAY)));
+    let mut options = HarnessOptions::provider("threads", mock(Duration::from_secs(60 * DAY)));
     options.provider_config = "client_auth = \"basic\"".into();
     let h = Harness::start(&db, options).await;
     let resp = h.browser.get(h.connect_url("agency-7", None).await).send().await.unwrap();

@@ -5,7 +5,7 @@
 //! turned on, and `POST /v2/oauth/revoke/`.
 
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 use tether_e2e::{Harness, HarnessOptions, e2e_test, location};
 use tether_testkit::{MockFailure, MockFlavor, MockProviderConfig};
 
@@ -15,10 +15,6 @@ fn tiktok() -> HarnessOptions {
         ..MockProviderConfig::for_flavor(MockFlavor::TikTok)
     };
     HarnessOptions { mock, kind: "tiktok", ..HarnessOptions::default() }
-}
-
-async fn get(h: &Harness, path: &str) -> (u16, Value) {
-    h.api_call(Method::GET, path, None).await
 }
 
 /// Follows a connect link to the provider; returns the provider URL's query.
@@ -47,15 +43,15 @@ e2e_test!(tiktok_connect_names_the_open_id_rotates_refresh_tokens_and_revokes, |
     assert!(!q.contains_key("code_challenge"), "no PKCE for a web app by default");
     let (status, page) = finish(&h, &provider_url).await;
     assert_eq!(status, 200, "{page}");
-    let (_, list) = get(&h, "/v1/connections?owner=creator-1").await;
+    let (_, list) = h.get("/v1/connections?owner=creator-1").await;
     let id = list["connections"][0]["id"].as_str().unwrap().to_owned();
 
     // The account id is the token answer's open_id, the name comes from /v2/user/info/.
-    let (_, conn) = get(&h, &format!("/v1/connections/{id}")).await;
+    let (_, conn) = h.get(&format!("/v1/connections/{id}")).await;
     assert!(conn["account"]["id"].as_str().unwrap().starts_with("-000"), "{conn}");
     assert_eq!(conn["account"]["name"], "mina.makes ✨", "{conn}");
     assert_eq!(conn["scopes"], json!(["user.info.basic", "video.publish", "video.upload"]));
-    let (status, token) = get(&h, &format!("/v1/connections/{id}/token")).await;
+    let (status, token) = h.get(&format!("/v1/connections/{id}/token")).await;
     assert_eq!(status, 200, "{token}");
     let first = token["access_token"].as_str().unwrap().to_owned();
     assert!(first.starts_with("act.") && h.mock.is_access_token_valid(&first));
@@ -64,7 +60,7 @@ e2e_test!(tiktok_connect_names_the_open_id_rotates_refresh_tokens_and_revokes, |
     // ones are dead at TikTok.
     let mut tokens = vec![first];
     for round in 1..=2 {
-        let (status, body) = get(&h, &format!("/v1/connections/{id}/token?force_refresh=true")).await;
+        let (status, body) = h.get(&format!("/v1/connections/{id}/token?force_refresh=true")).await;
         assert_eq!(status, 200, "{body}");
         tokens.push(body["access_token"].as_str().unwrap().to_owned());
         assert_eq!(h.mock.refresh_count(), round);
@@ -91,13 +87,13 @@ e2e_test!(tiktok_invalid_grant_with_http_200_needs_reauth, |db| {
     let id = h.connect("creator-1").await;
     // The user removes the app: the refresh answers HTTP 200 {"error":"invalid_grant",…}.
     h.mock.revoke_all_grants();
-    let (status, body) = get(&h, &format!("/v1/connections/{id}/token?force_refresh=true")).await;
+    let (status, body) = h.get(&format!("/v1/connections/{id}/token?force_refresh=true")).await;
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["error"]["code"], "reauth_required");
-    let (_, conn) = get(&h, &format!("/v1/connections/{id}")).await;
+    let (_, conn) = h.get(&format!("/v1/connections/{id}")).await;
     assert_eq!(conn["status"], "reauth_required");
     assert!(conn["last_error"].as_str().unwrap().contains("invalid_grant"), "{conn}");
-    let (_, events) = get(&h, &format!("/v1/connections/{id}/events")).await;
+    let (_, events) = h.get(&format!("/v1/connections/{id}/events")).await;
     assert_eq!(events["events"][0]["kind"], "reauth_required", "{events}");
     h.stop().await;
 });
@@ -105,15 +101,15 @@ e2e_test!(tiktok_invalid_grant_with_http_200_needs_reauth, |db| {
 e2e_test!(tiktok_outage_keeps_serving_the_valid_token, |db| {
     let h = Harness::start(&db, tiktok()).await;
     let id = h.connect("creator-1").await;
-    let (_, before) = get(&h, &format!("/v1/connections/{id}/token")).await;
+    let (_, before) = h.get(&format!("/v1/connections/{id}/token")).await;
     h.mock.set_token_failure(Some(MockFailure::Status(503)));
-    let (status, body) = get(&h, &format!("/v1/connections/{id}/token?force_refresh=true")).await;
+    let (status, body) = h.get(&format!("/v1/connections/{id}/token?force_refresh=true")).await;
     assert_eq!(status, 503, "{body}");
     h.mock.set_token_failure(None);
-    let (status, after) = get(&h, &format!("/v1/connections/{id}/token")).await;
+    let (status, after) = h.get(&format!("/v1/connections/{id}/token")).await;
     assert_eq!(status, 200, "{after}");
     assert_eq!(after["access_token"], before["access_token"]);
-    let (_, conn) = get(&h, &format!("/v1/connections/{id}")).await;
+    let (_, conn) = h.get(&format!("/v1/connections/{id}")).await;
     assert_eq!(conn["status"], "active");
     h.stop().await;
 });

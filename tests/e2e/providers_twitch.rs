@@ -8,31 +8,17 @@ use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use tether_e2e::{API_KEY, Harness, HarnessOptions, e2e_test};
+use tether_e2e::{API_KEY, Harness, HarnessOptions, e2e_test, secs_until};
 use tether_testkit::{MockFlavor, MockProviderConfig};
-
-fn twitch(mock: MockProviderConfig) -> HarnessOptions {
-    HarnessOptions { mock, kind: "twitch", ..HarnessOptions::default() }
-}
 
 fn mock() -> MockProviderConfig {
     MockProviderConfig { auto_approve: Some("streamer".into()), ..MockProviderConfig::for_flavor(MockFlavor::Twitch) }
 }
 
-async fn get(h: &Harness, path: &str) -> (u16, Value) {
-    h.api_call(Method::GET, path, None).await
-}
-
-/// Seconds from now until an RFC 3339 time in a JSON field.
-fn secs_until(v: &Value) -> i64 {
-    let at = chrono::DateTime::parse_from_rfc3339(v.as_str().expect("a timestamp")).unwrap();
-    (at.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_seconds()
-}
-
 e2e_test!(twitch_connects_refreshes_with_rotation_and_revokes_the_access_token, |db| {
-    let h = Harness::start(&db, twitch(mock())).await;
+    let h = Harness::start(&db, HarnessOptions::provider("twitch", mock())).await;
     let id = h.connect("channel-1").await;
-    let (_, conn) = get(&h, &format!("/v1/connections/{id}")).await;
+    let (_, conn) = h.get(&format!("/v1/connections/{id}")).await;
     assert_eq!(conn["account"]["name"], "Streamer", "Helix display_name: {conn}");
     let user_id = conn["account"]["id"].as_str().unwrap().to_owned();
     assert!(user_id.chars().all(|c| c.is_ascii_digit()), "{conn}");
@@ -43,7 +29,7 @@ e2e_test!(twitch_connects_refreshes_with_rotation_and_revokes_the_access_token, 
 
     // Every refresh answers a new refresh token and kills the used one.
     for n in 1..=2 {
-        let (status, token) = get(&h, &format!("/v1/connections/{id}/token?force_refresh=true")).await;
+        let (status, token) = h.get(&format!("/v1/connections/{id}/token?force_refresh=true")).await;
         assert_eq!(status, 200, "refresh {n}: {token}");
         assert!(token["access_token"].as_str().unwrap().starts_with("tca"), "{token}");
         assert_eq!(h.mock.refresh_count(), n);
@@ -55,7 +41,7 @@ e2e_test!(twitch_connects_refreshes_with_rotation_and_revokes_the_access_token, 
     assert_eq!(h.mock.invalid_grant_count(), 0);
 
     // Twitch revokes access tokens (with client_id, no secret); the authorization ends.
-    let (_, token) = get(&h, &format!("/v1/connections/{id}/token")).await;
+    let (_, token) = h.get(&format!("/v1/connections/{id}/token")).await;
     let access = token["access_token"].as_str().unwrap().to_owned();
     let (status, body) = h.api_call(Method::DELETE, &format!("/v1/connections/{id}"), None).await;
     assert_eq!(status, 200, "{body}");
@@ -68,9 +54,14 @@ e2e_test!(twitch_connects_refreshes_with_rotation_and_revokes_the_access_token, 
 });
 
 e2e_test!(twitch_expired_access_token_is_renewed_then_revoked, |db| {
-    let h =
-        Harness::start(&db, twitch(MockProviderConfig { access_token_ttl: Some(Duration::from_secs(2)), ..mock() }))
-            .await;
+    let h = Harness::start(
+        &db,
+        HarnessOptions::provider(
+            "twitch",
+            MockProviderConfig { access_token_ttl: Some(Duration::from_secs(2)), ..mock() },
+        ),
+    )
+    .await;
     let id = h.connect("channel-1").await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (status, body) = h.api_call(Method::DELETE, &format!("/v1/connections/{id}"), None).await;
@@ -86,26 +77,26 @@ e2e_test!(twitch_expired_access_token_is_renewed_then_revoked, |db| {
 });
 
 e2e_test!(twitch_invalid_refresh_token_needs_reauth, |db| {
-    let h = Harness::start(&db, twitch(mock())).await;
+    let h = Harness::start(&db, HarnessOptions::provider("twitch", mock())).await;
     let id = h.connect("channel-1").await;
     // The user disconnects the app (or changes their password): {"status":400,"message":"Invalid refresh token"}.
     h.mock.revoke_all_grants();
-    let (status, body) = get(&h, &format!("/v1/connections/{id}/token?force_refresh=true")).await;
+    let (status, body) = h.get(&format!("/v1/connections/{id}/token?force_refresh=true")).await;
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["error"]["code"], "reauth_required");
-    let (_, conn) = get(&h, &format!("/v1/connections/{id}")).await;
+    let (_, conn) = h.get(&format!("/v1/connections/{id}")).await;
     assert_eq!(conn["status"], "reauth_required");
     assert!(conn["last_error"].as_str().unwrap().contains("Invalid refresh token"), "{conn}");
-    let (_, events) = get(&h, &format!("/v1/connections/{id}/events")).await;
+    let (_, events) = h.get(&format!("/v1/connections/{id}/events")).await;
     assert_eq!(events["events"][0]["kind"], "reauth_required", "{events}");
     assert_eq!(h.mock.invalid_grant_count(), 1);
     h.stop().await;
 });
 
 e2e_test!(twitch_helix_through_the_proxy_gets_the_client_id, |db| {
-    let h = Harness::start(&db, twitch(mock())).await;
+    let h = Harness::start(&db, HarnessOptions::provider("twitch", mock())).await;
     let id = h.connect("channel-1").await;
-    let (_, conn) = get(&h, &format!("/v1/connections/{id}")).await;
+    let (_, conn) = h.get(&format!("/v1/connections/{id}")).await;
     let url = h.url(&format!("/v1/proxy/{id}/helix/users"));
     // The application sends only its API key: the proxy adds the token and the `Client-Id`
     // Helix wants (the mock refuses a call without it, or with another client's).
@@ -127,7 +118,7 @@ e2e_test!(twitch_helix_through_the_proxy_gets_the_client_id, |db| {
 });
 
 e2e_test!(twitch_refuses_http_basic_client_authentication, |db| {
-    let mut options = twitch(mock());
+    let mut options = HarnessOptions::provider("twitch", mock());
     options.provider_config = "client_auth = \"basic\"".into();
     let h = Harness::start(&db, options).await;
     let callback = h.authorize(&h.connect_url("channel-1", None).await).await;

@@ -6,30 +6,16 @@
 use std::time::Duration;
 
 use reqwest::Method;
-use serde_json::{Value, json};
-use tether_e2e::{Harness, HarnessOptions, e2e_test, location};
+use serde_json::json;
+use tether_e2e::{Harness, HarnessOptions, e2e_test, location, secs_until};
 use tether_testkit::{MockFlavor, MockProviderConfig};
-
-fn zoom(mock: MockProviderConfig) -> HarnessOptions {
-    HarnessOptions { mock, kind: "zoom", ..HarnessOptions::default() }
-}
 
 fn mock() -> MockProviderConfig {
     MockProviderConfig { auto_approve: Some("jill".into()), ..MockProviderConfig::for_flavor(MockFlavor::Zoom) }
 }
 
-async fn get(h: &Harness, path: &str) -> (u16, Value) {
-    h.api_call(Method::GET, path, None).await
-}
-
-/// Seconds from now until an RFC 3339 time in a JSON field.
-fn secs_until(v: &Value) -> i64 {
-    let at = chrono::DateTime::parse_from_rfc3339(v.as_str().expect("a timestamp")).unwrap();
-    (at.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_seconds()
-}
-
 e2e_test!(zoom_connects_with_pkce_refreshes_with_rotation_and_revokes_the_access_token, |db| {
-    let h = Harness::start(&db, zoom(mock())).await;
+    let h = Harness::start(&db, HarnessOptions::provider("zoom", mock())).await;
     // The authorization request: S256 challenge, no scope (the app's page chooses them).
     let resp = h.browser.get(h.connect_url("host-1", None).await).send().await.unwrap();
     let authorize = reqwest::Url::parse(&location(&resp)).unwrap();
@@ -40,10 +26,10 @@ e2e_test!(zoom_connects_with_pkce_refreshes_with_rotation_and_revokes_the_access
     let resp = h.browser.get(authorize.as_str()).send().await.unwrap();
     let resp = h.browser.get(location(&resp)).send().await.unwrap();
     assert_eq!(resp.status().as_u16(), 200, "{}", resp.text().await.unwrap());
-    let (_, list) = get(&h, "/v1/connections?owner=host-1").await;
+    let (_, list) = h.get("/v1/connections?owner=host-1").await;
     let id = list["connections"][0]["id"].as_str().unwrap().to_owned();
 
-    let (_, conn) = get(&h, &format!("/v1/connections/{id}")).await;
+    let (_, conn) = h.get(&format!("/v1/connections/{id}")).await;
     assert_eq!(conn["account"]["name"], "Jill Example", "the display_name: {conn}");
     assert!(!conn["account"]["id"].as_str().unwrap().is_empty(), "{conn}");
     assert_eq!(conn["scopes"], json!(["user:read:user"]), "what the token response granted");
@@ -52,7 +38,7 @@ e2e_test!(zoom_connects_with_pkce_refreshes_with_rotation_and_revokes_the_access
 
     // Every refresh answers a new refresh token and kills the used one.
     for n in 1..=2 {
-        let (status, token) = get(&h, &format!("/v1/connections/{id}/token?force_refresh=true")).await;
+        let (status, token) = h.get(&format!("/v1/connections/{id}/token?force_refresh=true")).await;
         assert_eq!(status, 200, "refresh {n}: {token}");
         assert!(h.mock.is_access_token_valid(token["access_token"].as_str().unwrap()));
         assert_eq!(h.mock.refresh_count(), n);
@@ -64,7 +50,7 @@ e2e_test!(zoom_connects_with_pkce_refreshes_with_rotation_and_revokes_the_access
     assert_eq!(h.mock.invalid_grant_count(), 0);
 
     // Zoom revokes the access token (Basic credentials, token=); the authorization ends.
-    let (_, token) = get(&h, &format!("/v1/connections/{id}/token")).await;
+    let (_, token) = h.get(&format!("/v1/connections/{id}/token")).await;
     let access = token["access_token"].as_str().unwrap().to_owned();
     let (status, body) = h.api_call(Method::DELETE, &format!("/v1/connections/{id}"), None).await;
     assert_eq!(status, 200, "{body}");
@@ -72,35 +58,41 @@ e2e_test!(zoom_connects_with_pkce_refreshes_with_rotation_and_revokes_the_access
     assert_eq!(h.mock.revoked_tokens(), [access.as_str()]);
     assert!(!h.mock.is_access_token_valid(&access));
     assert!(!h.mock.is_refresh_token_valid(&issued[2]), "the whole authorization ends");
-    let (status, _) = get(&h, &format!("/v1/connections/{id}/token")).await;
+    let (status, _) = h.get(&format!("/v1/connections/{id}/token")).await;
     assert_eq!(status, 410, "disconnected");
     h.stop().await;
 });
 
 e2e_test!(zoom_invalid_token_on_refresh_means_reauth_not_a_retry, |db| {
-    let h = Harness::start(&db, zoom(mock())).await;
+    let h = Harness::start(&db, HarnessOptions::provider("zoom", mock())).await;
     let id = h.connect("host-1").await;
     // The user removes the app: {"reason":"Invalid Token!","error":"invalid_request"}.
     h.mock.revoke_all_grants();
-    let (status, body) = get(&h, &format!("/v1/connections/{id}/token?force_refresh=true")).await;
+    let (status, body) = h.get(&format!("/v1/connections/{id}/token?force_refresh=true")).await;
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["error"]["code"], "reauth_required");
-    let (_, conn) = get(&h, &format!("/v1/connections/{id}")).await;
+    let (_, conn) = h.get(&format!("/v1/connections/{id}")).await;
     assert_eq!(conn["status"], "reauth_required");
     assert!(conn["last_error"].as_str().unwrap().contains("Invalid Token!"), "{conn}");
-    let (_, events) = get(&h, &format!("/v1/connections/{id}/events")).await;
+    let (_, events) = h.get(&format!("/v1/connections/{id}/events")).await;
     assert_eq!(events["events"][0]["kind"], "reauth_required", "{events}");
     // Not retried: later reads do not reach Zoom again.
     let attempts = h.mock.refresh_attempts();
-    let (status, _) = get(&h, &format!("/v1/connections/{id}/token?force_refresh=true")).await;
+    let (status, _) = h.get(&format!("/v1/connections/{id}/token?force_refresh=true")).await;
     assert_eq!(status, 409);
     assert_eq!(h.mock.refresh_attempts(), attempts);
     h.stop().await;
 });
 
 e2e_test!(zoom_expired_access_token_is_renewed_then_revoked, |db| {
-    let h = Harness::start(&db, zoom(MockProviderConfig { access_token_ttl: Some(Duration::from_secs(2)), ..mock() }))
-        .await;
+    let h = Harness::start(
+        &db,
+        HarnessOptions::provider(
+            "zoom",
+            MockProviderConfig { access_token_ttl: Some(Duration::from_secs(2)), ..mock() },
+        ),
+    )
+    .await;
     let id = h.connect("host-1").await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (status, body) = h.api_call(Method::DELETE, &format!("/v1/connections/{id}"), None).await;
@@ -115,7 +107,7 @@ e2e_test!(zoom_expired_access_token_is_renewed_then_revoked, |db| {
 });
 
 e2e_test!(zoom_refuses_credentials_in_the_body, |db| {
-    let mut options = zoom(mock());
+    let mut options = HarnessOptions::provider("zoom", mock());
     options.provider_config = "client_auth = \"post\"".into();
     let h = Harness::start(&db, options).await;
     let callback = h.authorize(&h.connect_url("host-1", None).await).await;

@@ -110,6 +110,20 @@ pub struct HarnessOptions {
     pub token_cache_ttl_ms: u64,
 }
 
+impl HarnessOptions {
+    /// Options for the built-in provider `kind` against `mock` (the mock's flavor should be
+    /// that provider's).
+    pub fn provider(kind: &'static str, mock: tether_testkit::MockProviderConfig) -> Self {
+        Self { mock, kind, ..Self::default() }
+    }
+}
+
+/// Seconds from now until the RFC 3339 time in a JSON field (negative when past).
+pub fn secs_until(v: &Value) -> i64 {
+    let at = chrono::DateTime::parse_from_rfc3339(v.as_str().expect("a timestamp")).expect("an RFC 3339 time");
+    (at.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_seconds()
+}
+
 impl Default for HarnessOptions {
     fn default() -> Self {
         Self {
@@ -240,6 +254,11 @@ client_secret = "{client_secret}"
     /// An absolute URL on the server.
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.server.public_url.as_str().trim_end_matches('/'), path)
+    }
+
+    /// `GET path` on the JSON API with the full-access key: the status and the JSON body.
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        self.api_call(reqwest::Method::GET, path, None).await
     }
 
     /// Calls the API with the test key; returns status and JSON body.
