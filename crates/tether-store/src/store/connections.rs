@@ -237,41 +237,7 @@ impl ConnectionStore for SeaStore {
         until: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<LeaseOutcome> {
-        if holder.is_empty() {
-            return Err(Error::InvalidInput("the lease holder is empty".into()));
-        }
-        check_len("the lease holder", holder, limits::LEASE_HOLDER)?;
-        let context = "taking the refresh lease";
-        // One conditional UPDATE: atomic on every database, no row locks needed.
-        let _gate = self.write_gate().await;
-        let taken = Entity::update_many()
-            .col_expr(Column::LeaseHolder, Expr::value(holder))
-            .col_expr(Column::LeaseUntil, Expr::value(ms(until)))
-            .filter(Column::Id.eq(id.to_string()))
-            .filter(
-                Condition::any()
-                    .add(Column::LeaseHolder.is_null())
-                    .add(Column::LeaseUntil.is_null())
-                    .add(Column::LeaseUntil.lt(ms(now))),
-            )
-            .exec(&self.db)
-            .await
-            .map_err(db_err(context))?;
-        if taken.rows_affected == 1 {
-            return Ok(LeaseOutcome::Acquired);
-        }
-        let row = Entity::find_by_id(id.to_string())
-            .select_only()
-            .column(Column::LeaseUntil)
-            .into_tuple::<Option<i64>>()
-            .one(&self.db)
-            .await
-            .map_err(db_err(context))?
-            .ok_or_else(|| not_found(id))?;
-        // Released between the UPDATE and this read: report it held until now, so the caller
-        // simply tries again.
-        let until = time_opt(CONNECTIONS, "lease_until", row)?.unwrap_or(now);
-        Ok(LeaseOutcome::Held { until })
+        self.take_lease(id, holder, until, now, None).await
     }
 
     async fn try_acquire_refresh_lease_at_version(
@@ -282,48 +248,7 @@ impl ConnectionStore for SeaStore {
         now: DateTime<Utc>,
         version: i64,
     ) -> Result<LeaseOutcome> {
-        if holder.is_empty() {
-            return Err(Error::InvalidInput("the lease holder is empty".into()));
-        }
-        check_len("the lease holder", holder, limits::LEASE_HOLDER)?;
-        let context = "taking the refresh lease";
-        // One conditional UPDATE: the lease is free, the connection active, its tokens unchanged.
-        let _gate = self.write_gate().await;
-        let taken = Entity::update_many()
-            .col_expr(Column::LeaseHolder, Expr::value(holder))
-            .col_expr(Column::LeaseUntil, Expr::value(ms(until)))
-            .filter(Column::Id.eq(id.to_string()))
-            .filter(Column::Version.eq(version))
-            .filter(Column::Status.eq(ConnectionStatus::Active.as_str()))
-            .filter(
-                Condition::any()
-                    .add(Column::LeaseHolder.is_null())
-                    .add(Column::LeaseUntil.is_null())
-                    .add(Column::LeaseUntil.lt(ms(now))),
-            )
-            .exec(&self.db)
-            .await
-            .map_err(db_err(context))?;
-        if taken.rows_affected == 1 {
-            return Ok(LeaseOutcome::Acquired);
-        }
-        let (lease_until, current, status) = Entity::find_by_id(id.to_string())
-            .select_only()
-            .column(Column::LeaseUntil)
-            .column(Column::Version)
-            .column(Column::Status)
-            .into_tuple::<(Option<i64>, i64, String)>()
-            .one(&self.db)
-            .await
-            .map_err(db_err(context))?
-            .ok_or_else(|| not_found(id))?;
-        if current != version || status != ConnectionStatus::Active.as_str() {
-            return Ok(LeaseOutcome::Changed);
-        }
-        // Released between the UPDATE and this read: report it held until now, so the caller
-        // simply tries again.
-        let until = time_opt(CONNECTIONS, "lease_until", lease_until)?.unwrap_or(now);
-        Ok(LeaseOutcome::Held { until })
+        self.take_lease(id, holder, until, now, Some(version)).await
     }
 
     async fn complete_refresh(
@@ -474,6 +399,60 @@ impl ConnectionStore for SeaStore {
 
 impl SeaStore {
     /// Opens the tokens of a row (`None` when it has none, e.g. disconnected).
+    /// The refresh lease in one conditional UPDATE (atomic on every database, no row locks):
+    /// taken when it is free or expired and, with `version`, only while the connection is
+    /// active at that version (else [`LeaseOutcome::Changed`]).
+    async fn take_lease(
+        &self,
+        id: ConnectionId,
+        holder: &str,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+        version: Option<i64>,
+    ) -> Result<LeaseOutcome> {
+        if holder.is_empty() {
+            return Err(Error::InvalidInput("the lease holder is empty".into()));
+        }
+        check_len("the lease holder", holder, limits::LEASE_HOLDER)?;
+        let context = "taking the refresh lease";
+        let active = ConnectionStatus::Active.as_str();
+        let mut update = Entity::update_many()
+            .col_expr(Column::LeaseHolder, Expr::value(holder))
+            .col_expr(Column::LeaseUntil, Expr::value(ms(until)))
+            .filter(Column::Id.eq(id.to_string()))
+            .filter(
+                Condition::any()
+                    .add(Column::LeaseHolder.is_null())
+                    .add(Column::LeaseUntil.is_null())
+                    .add(Column::LeaseUntil.lt(ms(now))),
+            );
+        if let Some(version) = version {
+            update = update.filter(Column::Version.eq(version)).filter(Column::Status.eq(active));
+        }
+        let _gate = self.write_gate().await;
+        let taken = update.exec(&self.db).await.map_err(db_err(context))?;
+        if taken.rows_affected == 1 {
+            return Ok(LeaseOutcome::Acquired);
+        }
+        let (lease_until, current, status) = Entity::find_by_id(id.to_string())
+            .select_only()
+            .column(Column::LeaseUntil)
+            .column(Column::Version)
+            .column(Column::Status)
+            .into_tuple::<(Option<i64>, i64, String)>()
+            .one(&self.db)
+            .await
+            .map_err(db_err(context))?
+            .ok_or_else(|| not_found(id))?;
+        if version.is_some_and(|v| v != current || status != active) {
+            return Ok(LeaseOutcome::Changed);
+        }
+        // Released between the UPDATE and this read: report it held until now, so the caller
+        // simply tries again.
+        let until = time_opt(CONNECTIONS, "lease_until", lease_until)?.unwrap_or(now);
+        Ok(LeaseOutcome::Held { until })
+    }
+
     fn stored_tokens(&self, row: &connection::Model, with_refresh_token: bool) -> Result<Option<StoredTokens>> {
         let Some(access) = row.access_token.as_deref() else {
             return Ok(None);
