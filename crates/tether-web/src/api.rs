@@ -449,31 +449,18 @@ async fn list_events(
     let id = parse_id(&id)?;
     state.engine.connection(id).await?;
     let limit = q.limit.unwrap_or(100).min(1000);
-    let events = state.engine.store().events(id, limit).await?;
-    let mut deliveries = if state.engine.settings().webhooks.endpoints.is_empty() || events.is_empty() {
-        Vec::new()
-    } else {
-        // Deliveries of the listed events: at most one per endpoint and event.
-        let filter = tether_core::DeliveryFilter {
-            connection_id: Some(id),
-            limit: limit.saturating_mul(state.engine.settings().webhooks.endpoints.len() as u64 + 1),
-            ..Default::default()
-        };
-        state.engine.store().webhook_deliveries(&filter).await?
-    };
-    let events = events
+    let events = state
+        .engine
+        .events_with_deliveries(id, limit)
+        .await?
         .into_iter()
-        .map(|e| {
-            let (mine, rest) = deliveries.drain(..).partition(|d| d.event_id == e.id);
-            deliveries = rest;
-            EventView {
-                id: e.id,
-                connection_id: e.connection_id,
-                kind: e.kind,
-                message: e.message,
-                created_at: e.created_at,
-                deliveries: mine,
-            }
+        .map(|(e, deliveries)| EventView {
+            id: e.id,
+            connection_id: e.connection_id,
+            kind: e.kind,
+            message: e.message,
+            created_at: e.created_at,
+            deliveries,
         })
         .collect();
     Ok(ok_json(StatusCode::OK, &EventsResponse { events }))

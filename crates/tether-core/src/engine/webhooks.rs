@@ -85,6 +85,37 @@ impl Tether {
         Ok(delivery)
     }
 
+    /// A connection's newest `limit` events, each with its webhook deliveries (one per
+    /// endpoint that receives its kind; none without webhooks), from two reads.
+    pub async fn events_with_deliveries(
+        &self,
+        id: crate::ConnectionId,
+        limit: u64,
+    ) -> Result<Vec<(crate::Event, Vec<crate::WebhookDelivery>)>> {
+        let events = self.inner.store.events(id, limit).await?;
+        let endpoints = self.inner.settings.webhooks.endpoints.len() as u64;
+        let mut by_event: std::collections::HashMap<uuid::Uuid, Vec<crate::WebhookDelivery>> =
+            std::collections::HashMap::new();
+        if endpoints > 0 && !events.is_empty() {
+            // At most one delivery per endpoint and event, so this covers the listed events.
+            let filter = crate::DeliveryFilter {
+                connection_id: Some(id),
+                limit: limit.saturating_mul(endpoints + 1),
+                ..Default::default()
+            };
+            for delivery in self.inner.store.webhook_deliveries(&filter).await? {
+                by_event.entry(delivery.event_id).or_default().push(delivery);
+            }
+        }
+        Ok(events
+            .into_iter()
+            .map(|e| {
+                let deliveries = by_event.remove(&e.id).unwrap_or_default();
+                (e, deliveries)
+            })
+            .collect())
+    }
+
     fn webhook_sender(&self) -> Result<Sender> {
         let settings = self.inner.settings.webhooks.clone();
         let client = reqwest::Client::builder()

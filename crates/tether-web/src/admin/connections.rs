@@ -7,8 +7,7 @@ use askama::Template;
 use chrono::Utc;
 use serde::Deserialize;
 use tether_core::{
-    Connection, ConnectionFilter, ConnectionId, ConnectionStatus, DeliveryFilter, DeliveryStatus, ExposeSecret,
-    OwnerId, ProviderId,
+    Connection, ConnectionFilter, ConnectionId, ConnectionStatus, DeliveryStatus, ExposeSecret, OwnerId, ProviderId,
 };
 
 use super::auth::{AdminSession, CsrfForm};
@@ -216,22 +215,14 @@ pub(crate) async fn show(
 ) -> Result<HttpResponse, AdminError> {
     let id = parse_id(&id)?;
     let conn = state.engine.connection(id).await?;
-    let events = state.engine.store().events(id, 200).await?;
     let now = Utc::now();
-    let mut deliveries = if state.engine.settings().webhooks.endpoints.is_empty() || events.is_empty() {
-        Vec::new()
-    } else {
-        let filter = DeliveryFilter { connection_id: Some(id), limit: 1000, ..DeliveryFilter::default() };
-        state.engine.store().webhook_deliveries(&filter).await?
-    };
-    let events = events
+    let events = state
+        .engine
+        .events_with_deliveries(id, 200)
+        .await?
         .into_iter()
-        .map(|e| EventRow {
-            deliveries: {
-                let (mine, rest): (Vec<_>, Vec<_>) = deliveries.drain(..).partition(|d| d.event_id == e.id);
-                deliveries = rest;
-                mine.iter().map(|d| DeliveryRow::new(d, now)).collect()
-            },
+        .map(|(e, deliveries)| EventRow {
+            deliveries: deliveries.iter().map(|d| DeliveryRow::new(d, now)).collect(),
             kind: e.kind.to_string(),
             tone: match e.kind {
                 tether_core::EventKind::Connected | tether_core::EventKind::Refreshed => "ok",
