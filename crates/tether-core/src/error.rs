@@ -50,6 +50,13 @@ pub enum Error {
     /// The connection needs the user to connect again (its grant is dead).
     #[error("connection `{0}` needs to be reconnected by its user (status reauth_required)")]
     ReauthRequired(String),
+    /// The connection's access token cannot be used on its own (it is bound to a key Tether
+    /// keeps, e.g. DPoP): make the call through the proxy or [`Tether::send_api_request`](crate::Tether::send_api_request).
+    #[error("{0}")]
+    TokenBound(String),
+    /// A request to a provider's API would leave the connection's API base URL.
+    #[error("{0}")]
+    ForbiddenTarget(String),
     /// The connection was disconnected; its secrets are gone.
     #[error("connection `{0}` is disconnected")]
     Disconnected(String),
@@ -89,6 +96,8 @@ impl Error {
             },
             Error::ReauthRequired(_) => "reauth_required",
             Error::Disconnected(_) => "connection_disconnected",
+            Error::TokenBound(_) => "token_bound",
+            Error::ForbiddenTarget(_) => "proxy_forbidden_target",
             Error::TemporarilyUnavailable { .. } => "provider_unavailable",
             Error::Seal(_) => "sealing_error",
             Error::Store(_) => "store_error",

@@ -22,6 +22,8 @@ pub struct NewConnectSession {
     pub scopes: Vec<String>,
     /// The server of a per-instance provider, when the application named it (its origin).
     pub instance: Option<String>,
+    /// Who the user says they are (e.g. a Bluesky handle), passed to the provider.
+    pub login_hint: Option<String>,
     /// Where to send the browser afterwards.
     pub return_to: Option<Url>,
     /// When the link stops working.
@@ -82,4 +84,6 @@ pub struct PendingConnectSession {
     pub scopes: Vec<String>,
     /// The server of a per-instance provider, when the application named it.
     pub instance: Option<String>,
+    /// The login hint the application gave, if any.
+    pub login_hint: Option<String>,
 }

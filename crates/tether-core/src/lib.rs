@@ -40,8 +40,9 @@ pub use dpop::{
     dpop_htu, dpop_proof, is_use_dpop_nonce, verify_dpop_proof,
 };
 pub use engine::{
-    AuthorizationRedirect, CallbackParams, CompletedFlow, ConnectSessionRequest, ConnectStep, CreatedConnectSession,
-    DisconnectOutcome, DispatchReport, EngineSettings, FreshToken, RefresherSettings, Tether,
+    ApiRequest, AuthorizationRedirect, CallbackParams, CompletedFlow, ConnectSessionRequest, ConnectStep,
+    CreatedConnectSession, DisconnectOutcome, DispatchReport, EngineSettings, FreshToken, LOGIN_HINT_MAX,
+    RefresherSettings, Tether, api_url,
 };
 pub use error::{Error, FlowError, ProviderErrorKind, Result};
 pub use event::{Event, EventKind, NewEvent};
@@ -56,9 +57,9 @@ pub use jwt::{
     client_assertion, verify_client_assertion,
 };
 pub use provider::{
-    AuthorizationRequest, ClientAuth, ConfiguredProvider, InstanceMode, PkceMode, Protocol, Provider, ProviderConfig,
-    ProviderContext, ProviderRegistration, ProviderRegistry, ProviderSettings, ProviderSpec, RevokeOutcome, get_json,
-    parse_account,
+    ApiAnswer, AuthorizationHeaders, AuthorizationRequest, AuthorizationResponse, AuthorizationStart, ClientAuth,
+    ConfiguredProvider, InstanceMode, PkceMode, Protocol, Provider, ProviderConfig, ProviderContext,
+    ProviderRegistration, ProviderRegistry, ProviderSettings, ProviderSpec, RevokeOutcome, get_json, parse_account,
 };
 pub use provider::{
     ProviderAnswer, REVOKE_RENEWAL_MARGIN, is_temporary_status, json_error_code, lenient_u64, printable,
@@ -76,6 +77,8 @@ pub use webhook::{
 
 /// Re-exported so provider crates need no direct dependency.
 pub use async_trait::async_trait;
+/// Re-exported for provider crates and library users that build requests and headers.
+pub use http;
 /// Re-exported for provider crates that make their own HTTP calls.
 pub use reqwest;
 /// Re-exported so configuration and provider crates use the same secret type.

@@ -222,7 +222,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Token { id } => {
             let engine = cli_engine(&config).await?;
-            let token = engine.access_token(ConnectionId::parse(&id)?).await?;
+            let token = engine.exportable_token(ConnectionId::parse(&id)?, false).await?;
             println!("{}", token.access_token.expose_secret());
         }
         Command::Refresh { id } => {

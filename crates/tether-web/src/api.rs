@@ -136,6 +136,12 @@ struct ConnectSessionBody {
     /// not allow.
     #[schema(example = "mastodon.social")]
     instance: Option<String>,
+    /// Providers that take a login hint (Bluesky): who the user is, e.g. their handle
+    /// (`alice.bsky.social`) or DID. The flow then starts at that account's own server. When
+    /// absent, the connect page asks the user (who may leave it empty). Refused
+    /// (`invalid_request`) for other providers.
+    #[schema(example = "alice.bsky.social")]
+    login_hint: Option<String>,
 }
 
 /// A created connect session.
@@ -173,6 +179,7 @@ async fn create_connect_session(
             return_to: body.return_to,
             scopes: body.scopes,
             instance: body.instance,
+            login_hint: body.login_hint,
         })
         .await?;
     Ok(ok_json(
@@ -295,7 +302,7 @@ fn token_response(t: tether_core::FreshToken) -> HttpResponse {
         (status = 400, description = "Invalid query", body = ErrorBody),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
         (status = 404, description = "No such connection", body = ErrorBody),
-        (status = 409, description = "reauth_required: send the user through a new connect link", body = ErrorBody),
+        (status = 409, description = "reauth_required: send the user through a new connect link; token_bound: the tokens are DPoP-bound (Bluesky), call the API through the proxy", body = ErrorBody),
         (status = 410, description = "The connection was disconnected", body = ErrorBody),
         (status = 502, description = "The provider refused", body = ErrorBody),
         (status = 503, description = "Provider unavailable and no valid token stored (Retry-After)", body = ErrorBody),
@@ -309,9 +316,7 @@ async fn get_token(
     q: web::Query<TokenQuery>,
 ) -> ApiResult {
     let id = parse_id(&id)?;
-    let token =
-        if q.force_refresh { state.engine.refresh_now(id).await? } else { state.engine.access_token(id).await? };
-    Ok(token_response(token))
+    Ok(token_response(state.engine.exportable_token(id, q.force_refresh).await?))
 }
 
 /// Forces a refresh now.

@@ -7,7 +7,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use tether_core::{AuthorizationRedirect, CallbackParams, ConnectSessionRequest, ConnectStep, ExposeSecret};
 
-use crate::pages::{IndexPage, InstancePage, MessagePage, html};
+use crate::pages::{IndexPage, InstancePage, LoginHintPage, MessagePage, html};
 use crate::{PageError, WebState, middleware};
 
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
@@ -17,8 +17,9 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
             .route("/", web::get().to(index))
             .route("/try", web::post().to(try_demo))
             .route("/connect/{token}", web::get().to(connect))
-            .route("/connect/{token}", web::post().to(connect_with_instance))
+            .route("/connect/{token}", web::post().to(connect_with_input))
             .route("/callback/{provider}", web::get().to(callback))
+            .route("/providers/{provider}/{name}", web::get().to(provider_document))
             .default_service(web::to(crate::error::not_found)),
     );
 }
@@ -46,6 +47,7 @@ async fn try_demo(state: web::Data<WebState>, form: web::Form<TryForm>) -> Resul
             return_to: None,
             scopes: None,
             instance: None,
+            login_hint: None,
         })
         .await?;
     Ok(HttpResponse::SeeOther().insert_header((header::LOCATION, created.connect_url.as_str())).finish())
@@ -56,44 +58,89 @@ fn secure_cookies(state: &WebState) -> bool {
 }
 
 /// The single-use connect link: binds the flow to this browser and redirects to the provider.
-/// A per-instance provider whose session names no server first gets a page asking for it
-/// (the link is not used up until a server is accepted).
+/// A per-instance provider whose session names no server first gets a page asking for it, a
+/// provider that takes a login hint (Bluesky) one asking who the user is (the link is not
+/// used up until the provider accepts what was typed).
 async fn connect(state: web::Data<WebState>, token: web::Path<String>) -> Result<HttpResponse, PageError> {
-    match state.engine.open_connect_link(&token, None).await? {
-        ConnectStep::Redirect(redirect) => Ok(to_provider(&state, redirect, StatusCode::FOUND)),
-        ConnectStep::ChooseInstance { display_name } => Ok(instance_page(StatusCode::OK, &display_name, "", None)),
-        _ => Err(tether_core::Error::InvalidInput("unsupported connect step".into()).into()),
+    let step = state.engine.open_connect_link(&token, None).await?;
+    Ok(step_page(&state, step, StatusCode::FOUND))
+}
+
+fn step_page(state: &WebState, step: ConnectStep, redirect_status: StatusCode) -> HttpResponse {
+    match step {
+        ConnectStep::Redirect(redirect) => to_provider(state, redirect, redirect_status),
+        ConnectStep::ChooseInstance { display_name } => instance_page(StatusCode::OK, &display_name, "", None),
+        ConnectStep::AskLoginHint { display_name, prompt } => {
+            login_hint_page(StatusCode::OK, &display_name, &prompt, "", None)
+        }
+        _ => crate::pages::error_page(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "unsupported connect step"),
     }
 }
 
+/// What the connect page's form sends: the server (per-instance providers) or who the user is
+/// (providers that take a login hint).
 #[derive(Deserialize)]
-struct InstanceForm {
-    instance: String,
+struct ConnectForm {
+    instance: Option<String>,
+    login_hint: Option<String>,
 }
 
-/// The server typed on the connect page. No cookie or session gives this POST any authority:
-/// the unguessable single-use link token in the path does, exactly as for the GET, so a
-/// cross-site form cannot do anything the link itself would not. A refused server (malformed,
-/// not allowed, unreachable) shows the form again with the reason; the link stays unused.
-async fn connect_with_instance(
+/// The server or login hint typed on the connect page. No cookie or session gives this POST any
+/// authority: the unguessable single-use link token in the path does, exactly as for the GET,
+/// so a cross-site form cannot do anything the link itself would not. Input the provider refuses
+/// (malformed, not allowed, unreachable, unknown handle) shows the form again with the reason;
+/// the link stays unused.
+async fn connect_with_input(
     state: web::Data<WebState>,
     token: web::Path<String>,
-    form: web::Form<InstanceForm>,
+    form: web::Form<ConnectForm>,
 ) -> Result<HttpResponse, PageError> {
-    let typed = form.into_inner().instance;
-    match state.engine.open_connect_link(&token, Some(&typed)).await {
-        Ok(ConnectStep::Redirect(redirect)) => Ok(to_provider(&state, redirect, StatusCode::SEE_OTHER)),
-        Ok(ConnectStep::ChooseInstance { display_name }) => Ok(instance_page(StatusCode::OK, &display_name, "", None)),
-        Ok(_) => Err(tether_core::Error::InvalidInput("unsupported connect step".into()).into()),
-        Err(e @ (tether_core::Error::InvalidInstance(_) | tether_core::Error::Provider { .. })) => {
+    let form = form.into_inner();
+    let result = state.engine.open_connect_link_as(&token, form.instance.as_deref(), form.login_hint.as_deref()).await;
+    match result {
+        Ok(step) => Ok(step_page(&state, step, StatusCode::SEE_OTHER)),
+        Err(
+            e @ (tether_core::Error::InvalidInstance(_)
+            | tether_core::Error::InvalidInput(_)
+            | tether_core::Error::Provider { .. }),
+        ) => {
             let status = crate::error::status_of(&e);
             let display_name =
                 state.engine.connect_link_provider_name(&token).await.unwrap_or_else(|_| "this provider".to_owned());
-            let value: String = typed.chars().take(tether_core::INSTANCE_MAX).collect();
-            Ok(instance_page(status, &display_name, &value, Some(&e.to_string())))
+            let message = e.to_string();
+            Ok(match (form.instance, form.login_hint) {
+                (Some(typed), _) => {
+                    let value: String = typed.chars().take(tether_core::INSTANCE_MAX).collect();
+                    instance_page(status, &display_name, &value, Some(&message))
+                }
+                (None, Some(typed)) => {
+                    let value: String = typed.chars().take(tether_core::LOGIN_HINT_MAX).collect();
+                    let prompt = state
+                        .engine
+                        .connect_link_login_prompt(&token)
+                        .await
+                        .ok()
+                        .flatten()
+                        .unwrap_or_else(|| "Who are you".to_owned());
+                    login_hint_page(status, &display_name, &prompt, &value, Some(&message))
+                }
+                (None, None) => crate::pages::error_page(status, e.code(), &message),
+            })
         }
         Err(e) => Err(e.into()),
     }
+}
+
+fn login_hint_page(
+    status: StatusCode,
+    display_name: &str,
+    prompt: &str,
+    value: &str,
+    error: Option<&str>,
+) -> HttpResponse {
+    let mut resp = html(status, &LoginHintPage { display_name, prompt, value, error });
+    resp.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    resp
 }
 
 fn instance_page(status: StatusCode, display_name: &str, value: &str, error: Option<&str>) -> HttpResponse {
@@ -113,6 +160,21 @@ fn to_provider(state: &WebState, redirect: AuthorizationRedirect, status: Status
         .max_age(max_age)
         .finish();
     HttpResponse::build(status).cookie(cookie).insert_header((header::LOCATION, redirect.url.as_str())).finish()
+}
+
+/// A JSON document a provider publishes (Bluesky: `client-metadata.json`, the client id its
+/// authorization servers fetch, and `jwks.json`, the public keys of its client assertions).
+/// Errors are JSON too: machines read these.
+async fn provider_document(
+    state: web::Data<WebState>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, crate::ApiError> {
+    let (provider, name) = path.into_inner();
+    let document = state.engine.provider_document(&provider, &name)?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
+        .body(document.to_string()))
 }
 
 /// The provider sends the browser back here with `code` and `state` (or `error`).
@@ -137,6 +199,7 @@ async fn callback(
             "code" => params.code = Some(v.trim_end_matches("#_").to_owned()),
             "error" => params.error = Some(v),
             "error_description" => params.error_description = Some(v),
+            "iss" => params.iss = Some(v),
             _ => {}
         }
     }

@@ -41,9 +41,10 @@ pub(crate) fn status_of(e: &Error) -> StatusCode {
         | Error::ProviderNotConfigured(_)
         | Error::InvalidInput(_)
         | Error::InvalidInstance(_)
+        | Error::ForbiddenTarget(_)
         | Error::Flow(_) => StatusCode::BAD_REQUEST,
         Error::NotFound { .. } => StatusCode::NOT_FOUND,
-        Error::ReauthRequired(_) => StatusCode::CONFLICT,
+        Error::ReauthRequired(_) | Error::TokenBound(_) => StatusCode::CONFLICT,
         Error::Disconnected(_) => StatusCode::GONE,
         Error::TemporarilyUnavailable { .. }
         | Error::Store(_)

@@ -24,6 +24,17 @@ pub(crate) struct InstancePage<'a> {
     pub(crate) error: Option<&'a str>,
 }
 
+/// The connect page of a provider that takes a login hint: asks the user who they are (for
+/// Bluesky, the handle); they may leave it empty.
+#[derive(Template)]
+#[template(path = "login_hint.html")]
+pub(crate) struct LoginHintPage<'a> {
+    pub(crate) display_name: &'a str,
+    pub(crate) prompt: &'a str,
+    pub(crate) value: &'a str,
+    pub(crate) error: Option<&'a str>,
+}
+
 #[derive(Template)]
 #[template(path = "index.html")]
 pub(crate) struct IndexPage {

@@ -73,7 +73,12 @@ mod tests {
         let url = DiscordProvider
             .authorization_url(
                 &ctx,
-                &AuthorizationRequest { state: "st", scopes: &settings.scopes, pkce_verifier: Some(&verifier) },
+                &AuthorizationRequest {
+                    state: "st",
+                    scopes: &settings.scopes,
+                    pkce_verifier: Some(&verifier),
+                    login_hint: None,
+                },
             )
             .unwrap();
         assert!(url.as_str().starts_with("https://discord.com/oauth2/authorize?"), "{url}");

@@ -141,7 +141,12 @@ mod tests {
         let url = GoogleProvider
             .authorization_url(
                 &ctx,
-                &AuthorizationRequest { state: "st", scopes: &settings.scopes, pkce_verifier: Some(&verifier) },
+                &AuthorizationRequest {
+                    state: "st",
+                    scopes: &settings.scopes,
+                    pkce_verifier: Some(&verifier),
+                    login_hint: None,
+                },
             )
             .unwrap();
         assert_eq!(url.host_str(), Some("accounts.google.com"));

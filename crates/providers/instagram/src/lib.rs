@@ -107,8 +107,12 @@ mod tests {
     fn authorization_url_has_comma_separated_scopes_and_no_pkce() {
         let verifier = SecretString::from("v".repeat(43));
         let url = with_ctx(|ctx| {
-            let request =
-                AuthorizationRequest { state: "st", scopes: &ctx.settings.scopes, pkce_verifier: Some(&verifier) };
+            let request = AuthorizationRequest {
+                state: "st",
+                scopes: &ctx.settings.scopes,
+                pkce_verifier: Some(&verifier),
+                login_hint: None,
+            };
             PROVIDER.authorization_url(ctx, &request).unwrap()
         });
         assert_eq!(url.host_str(), Some("www.instagram.com"));

@@ -100,7 +100,12 @@ mod tests {
         let url = LinkedinProvider
             .authorization_url(
                 &ctx,
-                &AuthorizationRequest { state: "st", scopes: &scopes, pkce_verifier: Some(&verifier) },
+                &AuthorizationRequest {
+                    state: "st",
+                    scopes: &scopes,
+                    pkce_verifier: Some(&verifier),
+                    login_hint: None,
+                },
             )
             .unwrap();
         assert!(url.as_str().starts_with("https://www.linkedin.com/oauth/v2/authorization?"), "{url}");

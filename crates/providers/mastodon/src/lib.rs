@@ -209,7 +209,12 @@ mod tests {
         let url = MastodonProvider
             .authorization_url(
                 &ctx,
-                &AuthorizationRequest { state: "st", scopes: &settings.scopes, pkce_verifier: Some(&verifier) },
+                &AuthorizationRequest {
+                    state: "st",
+                    scopes: &settings.scopes,
+                    pkce_verifier: Some(&verifier),
+                    login_hint: None,
+                },
             )
             .unwrap();
         assert_eq!(url.origin().ascii_serialization(), "https://mastodon.social");

@@ -194,7 +194,12 @@ mod tests {
         let verifier = SecretString::from("v".repeat(43));
         MicrosoftProvider.authorization_url(
             &ctx,
-            &AuthorizationRequest { state: "st", scopes: &settings.scopes, pkce_verifier: Some(&verifier) },
+            &AuthorizationRequest {
+                state: "st",
+                scopes: &settings.scopes,
+                pkce_verifier: Some(&verifier),
+                login_hint: None,
+            },
         )
     }
 

@@ -183,7 +183,10 @@ mod tests {
         let ctx = ProviderContext { id: &id, settings: &settings, http: &http, redirect_uri: &redirect };
         let verifier = SecretString::from("v".repeat(43));
         let url = NotionProvider
-            .authorization_url(&ctx, &AuthorizationRequest { state: "st", scopes: &[], pkce_verifier: Some(&verifier) })
+            .authorization_url(
+                &ctx,
+                &AuthorizationRequest { state: "st", scopes: &[], pkce_verifier: Some(&verifier), login_hint: None },
+            )
             .unwrap();
         assert_eq!(url.as_str().split('?').next(), Some("https://api.notion.com/v1/oauth/authorize"));
         let q: HashMap<_, _> = url.query_pairs().into_owned().collect();

@@ -73,7 +73,12 @@ mod tests {
         let url = RedditProvider
             .authorization_url(
                 &ctx,
-                &AuthorizationRequest { state: "st", scopes: &scopes, pkce_verifier: Some(&verifier) },
+                &AuthorizationRequest {
+                    state: "st",
+                    scopes: &scopes,
+                    pkce_verifier: Some(&verifier),
+                    login_hint: None,
+                },
             )
             .unwrap();
         let q: std::collections::HashMap<_, _> = url.query_pairs().into_owned().collect();

@@ -333,7 +333,12 @@ mod tests {
         let redirect = Url::parse("https://tether.example.com/callback/slack").unwrap();
         let ctx = ProviderContext { id: &id, settings: &settings, http: &http, redirect_uri: &redirect };
         let verifier = SecretString::from("v".repeat(43));
-        let request = AuthorizationRequest { state: "st", scopes: &settings.scopes, pkce_verifier: Some(&verifier) };
+        let request = AuthorizationRequest {
+            state: "st",
+            scopes: &settings.scopes,
+            pkce_verifier: Some(&verifier),
+            login_hint: None,
+        };
         let url = SlackProvider.authorization_url(&ctx, &request).unwrap();
         assert_eq!(url.as_str().split('?').next(), Some("https://slack.com/oauth/v2/authorize"));
         url.query_pairs().into_owned().collect()

@@ -76,7 +76,12 @@ mod tests {
         let url = SpotifyProvider
             .authorization_url(
                 &ctx,
-                &AuthorizationRequest { state: "st", scopes: &settings.scopes, pkce_verifier: Some(&verifier) },
+                &AuthorizationRequest {
+                    state: "st",
+                    scopes: &settings.scopes,
+                    pkce_verifier: Some(&verifier),
+                    login_hint: None,
+                },
             )
             .unwrap();
         assert!(url.as_str().starts_with("https://accounts.spotify.com/authorize?"), "{url}");

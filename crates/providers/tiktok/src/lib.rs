@@ -281,7 +281,12 @@ mod tests {
         let redirect = Url::parse("https://tether.example.com/callback/tiktok").unwrap();
         let ctx = ProviderContext { id: &id, settings: &settings, http: &http, redirect_uri: &redirect };
         let verifier = SecretString::from("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk".to_owned());
-        let request = AuthorizationRequest { state: "st", scopes: &settings.scopes, pkce_verifier: Some(&verifier) };
+        let request = AuthorizationRequest {
+            state: "st",
+            scopes: &settings.scopes,
+            pkce_verifier: Some(&verifier),
+            login_hint: None,
+        };
         let url = TiktokProvider.authorization_url(&ctx, &request).unwrap();
         assert_eq!(url.as_str().split('?').next(), Some("https://www.tiktok.com/v2/auth/authorize/"));
         url.query_pairs().into_owned().collect()

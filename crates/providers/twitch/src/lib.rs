@@ -210,7 +210,12 @@ mod tests {
         let url = TwitchProvider
             .authorization_url(
                 &ctx,
-                &AuthorizationRequest { state: "st", scopes: &settings.scopes, pkce_verifier: Some(&verifier) },
+                &AuthorizationRequest {
+                    state: "st",
+                    scopes: &settings.scopes,
+                    pkce_verifier: Some(&verifier),
+                    login_hint: None,
+                },
             )
             .unwrap();
         assert!(url.as_str().starts_with("https://id.twitch.tv/oauth2/authorize?"), "{url}");

@@ -174,7 +174,12 @@ mod tests {
         let url = ZoomProvider
             .authorization_url(
                 &ctx,
-                &AuthorizationRequest { state: "st", scopes: &settings.scopes, pkce_verifier: Some(&verifier) },
+                &AuthorizationRequest {
+                    state: "st",
+                    scopes: &settings.scopes,
+                    pkce_verifier: Some(&verifier),
+                    login_hint: None,
+                },
             )
             .unwrap();
         assert!(url.as_str().starts_with("https://zoom.us/oauth/authorize?"), "{url}");

@@ -9,8 +9,9 @@ use uuid::Uuid;
 
 use super::Tether;
 use crate::{
-    AuthorizationRequest, ConfiguredProvider, Connection, Error, EventKind, FlowError, FlowStart, NewConnectSession,
-    NewConnection, NewEvent, OwnerId, PkceMode, Protocol, Result, hash_secret, random_token, secure_eq,
+    AuthorizationRequest, AuthorizationResponse, ConfiguredProvider, Connection, Error, EventKind, FlowError,
+    FlowStart, NewConnectSession, NewConnection, NewEvent, OwnerId, PkceMode, Protocol, Result, hash_secret,
+    random_token, secure_eq,
 };
 
 /// What the application asks for when it creates a connect link.
@@ -27,7 +28,13 @@ pub struct ConnectSessionRequest {
     /// Per-instance providers: the user's server (`mastodon.social` or an https origin). When
     /// absent, the connect link asks the user for it.
     pub instance: Option<String>,
+    /// Who the user is, for providers that take a hint (Bluesky: the handle or DID). When
+    /// absent, the connect page of such a provider asks the user (who may leave it empty).
+    pub login_hint: Option<String>,
 }
+
+/// Longest login hint accepted (a Bluesky handle is at most 253 characters, a DID 2048).
+pub const LOGIN_HINT_MAX: usize = 2048;
 
 /// A created connect session.
 #[derive(Debug, Clone)]
@@ -65,6 +72,14 @@ pub enum ConnectStep {
         /// The provider's name for people.
         display_name: String,
     },
+    /// A provider that takes a login hint and none yet: ask the user (for Bluesky, the handle),
+    /// then open the link again with what they typed (empty: no hint). The link is not used up.
+    AskLoginHint {
+        /// The provider's name for people.
+        display_name: String,
+        /// What to ask ([`ProviderSpec::login_hint_prompt`](crate::ProviderSpec::login_hint_prompt)).
+        prompt: String,
+    },
 }
 
 /// The query of a provider callback.
@@ -78,6 +93,8 @@ pub struct CallbackParams {
     pub error: Option<String>,
     /// `error_description`.
     pub error_description: Option<String>,
+    /// `iss` (RFC 9207: the authorization server that answered).
+    pub iss: Option<String>,
 }
 
 /// A finished flow.
@@ -101,6 +118,25 @@ fn to_chrono(d: std::time::Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }
 
+/// Checks a login hint the application gave or the user typed: trimmed, at most
+/// [`LOGIN_HINT_MAX`] characters, no control characters, and only for providers that take one.
+/// An empty hint stays empty (no hint).
+fn check_login_hint(provider: &ConfiguredProvider, hint: &str) -> Result<String> {
+    let hint = hint.trim();
+    if hint.is_empty() {
+        return Ok(String::new());
+    }
+    if provider.provider.spec().login_hint_prompt.is_none() {
+        return Err(Error::InvalidInput(format!("provider `{}` takes no login_hint", provider.id)));
+    }
+    if hint.chars().count() > LOGIN_HINT_MAX || hint.chars().any(char::is_control) {
+        return Err(Error::InvalidInput(format!(
+            "login_hint must be at most {LOGIN_HINT_MAX} characters without control characters"
+        )));
+    }
+    Ok(hint.to_owned())
+}
+
 impl Tether {
     /// Creates a single-use connect link for `owner` on `provider`.
     pub async fn create_connect_session(&self, request: ConnectSessionRequest) -> Result<CreatedConnectSession> {
@@ -122,6 +158,10 @@ impl Tether {
             Some(i) => Some(self.check_instance(provider, i)?.as_str().to_owned()),
             None => None,
         };
+        let login_hint = match request.login_hint {
+            Some(hint) => Some(check_login_hint(provider, &hint)?).filter(|h| !h.is_empty()),
+            None => None,
+        };
         let token = random_token(32)?;
         let now = Utc::now();
         let session = NewConnectSession {
@@ -131,6 +171,7 @@ impl Tether {
             owner,
             scopes,
             instance,
+            login_hint,
             return_to,
             expires_at: now + to_chrono(self.inner.settings.connect_session_ttl),
             created_at: now,
@@ -169,6 +210,9 @@ impl Tether {
             ConnectStep::ChooseInstance { display_name } => {
                 Err(Error::InvalidInstance(format!("{display_name} needs the user's server: none was given")))
             }
+            ConnectStep::AskLoginHint { display_name, .. } => {
+                Err(Error::InvalidInput(format!("{display_name} asks the user who they are: use open_connect_link")))
+            }
         }
     }
 
@@ -179,10 +223,37 @@ impl Tether {
     /// registered on that server is found or registered first (nothing is used up when that
     /// fails), then the link is consumed as in [`begin_authorization`](Self::begin_authorization).
     pub async fn open_connect_link(&self, link_token: &str, instance: Option<&str>) -> Result<ConnectStep> {
+        self.open_connect_link_as(link_token, instance, None).await
+    }
+
+    /// [`open_connect_link`](Self::open_connect_link) with what the user typed on the connect
+    /// page of a provider that takes a login hint (`login_hint`; `Some("")`: they chose to give
+    /// none). Without a hint from the session or the page, such a provider answers
+    /// [`ConnectStep::AskLoginHint`] and the link stays unused.
+    pub async fn open_connect_link_as(
+        &self,
+        link_token: &str,
+        instance: Option<&str>,
+        login_hint: Option<&str>,
+    ) -> Result<ConnectStep> {
         let now = Utc::now();
         let link_hash = hash_secret(link_token);
         let pending = self.inner.store.unstarted_connect_session(&link_hash, now).await?;
         let configured = self.provider(pending.provider.as_str())?;
+        let login_hint = match (pending.login_hint.as_deref(), login_hint) {
+            (Some(fixed), _) => Some(fixed.to_owned()),
+            (None, Some(typed)) => Some(check_login_hint(configured, typed)?),
+            (None, None) => match configured.provider.spec().login_hint_prompt {
+                Some(prompt) => {
+                    return Ok(ConnectStep::AskLoginHint {
+                        display_name: configured.settings.display_name.clone(),
+                        prompt: prompt.to_owned(),
+                    });
+                }
+                None => None,
+            },
+        }
+        .filter(|h| !h.is_empty());
         let (provider, instance) = if configured.is_per_instance() {
             let chosen = match (pending.instance.as_deref(), instance) {
                 (Some(fixed), Some(typed)) => {
@@ -217,7 +288,9 @@ impl Tether {
             }
             (Cow::Borrowed(configured), None)
         };
-        let redirect = self.start_authorization(&link_hash, &provider, instance, now).await?;
+        let redirect = self
+            .start_authorization(&link_hash, &provider, instance, &pending.scopes, login_hint.as_deref(), now)
+            .await?;
         Ok(ConnectStep::Redirect(redirect))
     }
 
@@ -227,11 +300,20 @@ impl Tether {
         Ok(self.provider(pending.provider.as_str())?.settings.display_name.clone())
     }
 
+    /// What the connect page of an unused link asks the user for, when its provider takes a
+    /// login hint.
+    pub async fn connect_link_login_prompt(&self, link_token: &str) -> Result<Option<String>> {
+        let pending = self.inner.store.unstarted_connect_session(&hash_secret(link_token), Utc::now()).await?;
+        Ok(self.provider(pending.provider.as_str())?.provider.spec().login_hint_prompt.map(str::to_owned))
+    }
+
     async fn start_authorization(
         &self,
         link_hash: &str,
         provider: &ConfiguredProvider,
         instance: Option<String>,
+        scopes: &[String],
+        login_hint: Option<&str>,
         now: chrono::DateTime<Utc>,
     ) -> Result<AuthorizationRedirect> {
         let binding = random_token(32)?;
@@ -257,20 +339,25 @@ impl Tether {
                 let verifier = (provider.settings.pkce == PkceMode::S256)
                     .then(|| random_token(48).map(SecretString::from))
                     .transpose()?;
+                // The provider may talk to its server first (pushed authorization requests);
+                // when storing the flow then fails (the link was used meanwhile), what it
+                // started there simply expires unused.
+                let started = provider
+                    .start_authorization(
+                        &self.inner.http,
+                        &AuthorizationRequest { state: &state, scopes, pkce_verifier: verifier.as_ref(), login_hint },
+                    )
+                    .await?;
                 let start = FlowStart {
                     state_hash: hash_secret(&state),
-                    pkce_verifier: verifier.clone(),
+                    pkce_verifier: started.flow_secret,
                     instance,
                     browser_binding_hash: hash_secret(&binding),
                     redirect_uri: self.inner.settings.public_url.clone(),
                     expires_at,
                 };
-                let flow = self.inner.store.start_flow(link_hash, start, now).await?;
-                let url = provider.authorization_url(
-                    &self.inner.http,
-                    &AuthorizationRequest { state: &state, scopes: &flow.scopes, pkce_verifier: verifier.as_ref() },
-                )?;
-                (state, url)
+                self.inner.store.start_flow(link_hash, start, now).await?;
+                (state, started.url)
             }
         };
         Ok(AuthorizationRedirect {
@@ -323,8 +410,8 @@ impl Tether {
                 provider.oauth1_access_token(&self.inner.http, state, secret, &code).await?
             }
             _ => {
-                let verifier = flow.pkce_verifier.as_ref().filter(|_| provider.settings.pkce == PkceMode::S256);
-                provider.exchange_code(&self.inner.http, &code, verifier).await?
+                let response = AuthorizationResponse { code: &code, issuer: params.iss.as_deref() };
+                provider.finish_authorization(&self.inner.http, &response, flow.pkce_verifier.as_ref()).await?
             }
         };
         let account = provider.fetch_account(&self.inner.http, &tokens).await?;

@@ -14,8 +14,10 @@ use std::time::Duration;
 
 use url::Url;
 
+pub use authorize::{ApiRequest, api_url};
 pub use connect::{
     AuthorizationRedirect, CallbackParams, CompletedFlow, ConnectSessionRequest, ConnectStep, CreatedConnectSession,
+    LOGIN_HINT_MAX,
 };
 pub use refresher::RefresherSettings;
 pub use tokens::{DisconnectOutcome, FreshToken};
@@ -163,6 +165,19 @@ impl Tether {
             } else {
                 Error::UnknownProvider(id.chars().take(64).collect())
             }
+        })
+    }
+
+    /// The JSON document `name` a configured provider publishes under
+    /// `{public_url}/providers/{id}/{name}` ([`Provider::public_document`](crate::Provider::public_document)),
+    /// e.g. Bluesky's client metadata and JWKS.
+    pub fn provider_document(&self, id: &str, name: &str) -> Result<serde_json::Value> {
+        let provider = self.provider(id)?;
+        provider.public_document(&self.inner.http, name).unwrap_or_else(|| {
+            Err(Error::NotFound {
+                what: "provider document",
+                id: format!("{id}/{}", name.chars().take(64).collect::<String>()),
+            })
         })
     }
 }

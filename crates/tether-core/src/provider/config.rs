@@ -165,7 +165,7 @@ impl ProviderSettings {
         // Per-instance providers get their client from each server's registration.
         let client_id = match config.client_id.clone().filter(|c| !c.trim().is_empty()) {
             Some(c) => c,
-            None if per_instance => String::new(),
+            None if per_instance || !spec.requires_client_id => String::new(),
             None => return Err(Error::Config(format!("{} is missing", key("client_id")))),
         };
         if spec.requires_client_secret && !per_instance && config.client_secret.is_none() {

@@ -112,6 +112,13 @@ pub struct ProviderSpec {
     pub account_name_field: &'static str,
     /// Whether a client secret is required.
     pub requires_client_secret: bool,
+    /// Whether a client id must be configured. `false` for providers that derive their client
+    /// id (Bluesky: the URL of the client metadata document under `public_url`).
+    pub requires_client_id: bool,
+    /// What the connect page asks the user for when the connect session carries no
+    /// `login_hint` (e.g. `Your Bluesky handle`); `None`: never asks. The user may leave it
+    /// empty. The hint reaches the provider as [`AuthorizationRequest::login_hint`].
+    pub login_hint_prompt: Option<&'static str>,
     /// One service, or many servers each registered dynamically.
     pub instances: InstanceMode,
 }
@@ -138,6 +145,8 @@ impl ProviderSpec {
             account_id_field: "sub",
             account_name_field: "name",
             requires_client_secret: true,
+            requires_client_id: true,
+            login_hint_prompt: None,
             instances: InstanceMode::Single,
         }
     }
@@ -180,7 +189,45 @@ pub struct AuthorizationRequest<'a> {
     pub scopes: &'a [String],
     /// PKCE verifier, when the provider does PKCE (the provider derives the challenge).
     pub pkce_verifier: Option<&'a SecretString>,
+    /// Who the user says they are (a handle, an e-mail), from the connect session or the
+    /// connect page; providers that take a hint pass it on (`login_hint`).
+    pub login_hint: Option<&'a str>,
 }
+
+/// Where to send the browser, and the secret the flow keeps (sealed) until the callback.
+#[derive(Debug)]
+pub struct AuthorizationStart {
+    /// The provider's authorization URL.
+    pub url: Url,
+    /// Sealed with the flow and handed back to
+    /// [`Provider::finish_authorization`]: by default the PKCE verifier; a provider may keep
+    /// more (e.g. a DPoP key and the authorization server it talked to).
+    pub flow_secret: Option<SecretString>,
+}
+
+/// What the provider sent back to the callback, besides `state`.
+#[derive(Debug, Clone, Copy)]
+pub struct AuthorizationResponse<'a> {
+    /// The authorization code.
+    pub code: &'a str,
+    /// The `iss` parameter (RFC 9207), when the provider sent one.
+    pub issuer: Option<&'a str>,
+}
+
+/// What to do after the provider's API answered a request made with a connection's credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ApiAnswer {
+    /// Pass the answer on (a 401 still leads to one forced refresh and retry).
+    Done,
+    /// Send the same request again once with fresh credentials from
+    /// [`Provider::authorize_api_request`] (e.g. a DPoP proof with the nonce the server just
+    /// named), without refreshing the token.
+    RetryWithFreshProof,
+}
+
+/// The headers that authorize one API request with a connection's token.
+pub type AuthorizationHeaders = Vec<(&'static str, String)>;
 
 /// What a revoke call achieved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -204,6 +251,34 @@ pub trait Provider: Send + Sync + 'static {
     /// Builds the URL the browser is sent to.
     fn authorization_url(&self, ctx: &ProviderContext<'_>, request: &AuthorizationRequest<'_>) -> Result<Url> {
         defaults::authorization_url(ctx, request)
+    }
+
+    /// Starts an authorization: where to send the browser and what the flow keeps until the
+    /// callback. The default builds [`authorization_url`](Self::authorization_url) and keeps
+    /// the PKCE verifier. Providers that must talk to a server first (pushed authorization
+    /// requests, discovery) override it.
+    async fn start_authorization(
+        &self,
+        ctx: &ProviderContext<'_>,
+        request: &AuthorizationRequest<'_>,
+    ) -> Result<AuthorizationStart> {
+        Ok(AuthorizationStart {
+            url: self.authorization_url(ctx, request)?,
+            flow_secret: request.pkce_verifier.cloned(),
+        })
+    }
+
+    /// Finishes an authorization at the callback with the flow's secret from
+    /// [`start_authorization`](Self::start_authorization). The default exchanges the code
+    /// with the PKCE verifier ([`exchange_code`](Self::exchange_code)).
+    async fn finish_authorization(
+        &self,
+        ctx: &ProviderContext<'_>,
+        response: &AuthorizationResponse<'_>,
+        flow_secret: Option<&SecretString>,
+    ) -> Result<TokenSet> {
+        let verifier = flow_secret.filter(|_| ctx.settings.pkce == PkceMode::S256);
+        self.exchange_code(ctx, response.code, verifier).await
     }
 
     /// Exchanges an authorization code for tokens.
@@ -251,6 +326,44 @@ pub trait Provider: Send + Sync + 'static {
     fn api_headers(&self, ctx: &ProviderContext<'_>) -> Vec<(&'static str, String)> {
         let _ = ctx;
         Vec::new()
+    }
+
+    /// The base URL of the provider's API for a connection with these tokens (the proxy joins
+    /// paths to it). The default is the configured `api_base_url`; a provider whose users live
+    /// on different servers (Bluesky: each account's PDS) answers per connection.
+    fn api_base_url(&self, ctx: &ProviderContext<'_>, tokens: &TokenSet) -> Option<Url> {
+        let _ = tokens;
+        ctx.settings.api_base_url.clone()
+    }
+
+    /// The headers that authorize `method url` with `tokens` (valid for at least the refresh
+    /// margin). The default is `Authorization: Bearer <access token>`; a provider with
+    /// sender-constrained tokens adds its proof (DPoP).
+    fn authorize_api_request(
+        &self,
+        ctx: &ProviderContext<'_>,
+        tokens: &TokenSet,
+        method: &str,
+        url: &Url,
+    ) -> Result<AuthorizationHeaders> {
+        let _ = (ctx, method, url);
+        Ok(vec![("Authorization", format!("Bearer {}", secrecy::ExposeSecret::expose_secret(&tokens.access_token)))])
+    }
+
+    /// Looks at the API's answer to a request authorized by
+    /// [`authorize_api_request`](Self::authorize_api_request) (e.g. to remember a DPoP nonce)
+    /// and says whether to send it again at once. The default passes every answer on.
+    fn api_answer(&self, ctx: &ProviderContext<'_>, url: &Url, status: u16, headers: &http::HeaderMap) -> ApiAnswer {
+        let _ = (ctx, url, status, headers);
+        ApiAnswer::Done
+    }
+
+    /// A JSON document the provider publishes under
+    /// `{public_url}/providers/{id}/{name}` (Bluesky: its client metadata and JWKS); `None`
+    /// when it has no document of that name.
+    fn public_document(&self, ctx: &ProviderContext<'_>, name: &str) -> Option<Result<serde_json::Value>> {
+        let _ = (ctx, name);
+        None
     }
 
     /// Finds out which account the tokens belong to. For a per-instance provider, return the

@@ -6,7 +6,10 @@ use std::sync::Arc;
 use secrecy::SecretString;
 use url::Url;
 
-use super::{AuthorizationRequest, Provider, ProviderContext, ProviderSettings, RevokeOutcome, SharedProvider};
+use super::{
+    ApiAnswer, AuthorizationHeaders, AuthorizationRequest, AuthorizationResponse, AuthorizationStart, Provider,
+    ProviderContext, ProviderSettings, RevokeOutcome, SharedProvider,
+};
 use crate::{AccountIdentity, Error, ProviderConfig, ProviderId, Result, TokenSet};
 
 /// One provider submitted with [`register_provider!`](crate::register_provider).
@@ -114,6 +117,57 @@ impl ConfiguredProvider {
     /// See [`Provider::authorization_url`].
     pub fn authorization_url(&self, http: &reqwest::Client, request: &AuthorizationRequest<'_>) -> Result<Url> {
         self.provider.authorization_url(&self.ctx(http), request)
+    }
+
+    /// See [`Provider::start_authorization`].
+    pub async fn start_authorization(
+        &self,
+        http: &reqwest::Client,
+        request: &AuthorizationRequest<'_>,
+    ) -> Result<AuthorizationStart> {
+        self.provider.start_authorization(&self.ctx(http), request).await
+    }
+
+    /// See [`Provider::finish_authorization`].
+    pub async fn finish_authorization(
+        &self,
+        http: &reqwest::Client,
+        response: &AuthorizationResponse<'_>,
+        flow_secret: Option<&SecretString>,
+    ) -> Result<TokenSet> {
+        self.provider.finish_authorization(&self.ctx(http), response, flow_secret).await
+    }
+
+    /// See [`Provider::api_base_url`].
+    pub fn api_base_url(&self, http: &reqwest::Client, tokens: &TokenSet) -> Option<Url> {
+        self.provider.api_base_url(&self.ctx(http), tokens)
+    }
+
+    /// See [`Provider::authorize_api_request`].
+    pub fn authorize_api_request(
+        &self,
+        http: &reqwest::Client,
+        tokens: &TokenSet,
+        method: &str,
+        url: &Url,
+    ) -> Result<AuthorizationHeaders> {
+        self.provider.authorize_api_request(&self.ctx(http), tokens, method, url)
+    }
+
+    /// See [`Provider::api_answer`].
+    pub fn api_answer(&self, http: &reqwest::Client, url: &Url, status: u16, headers: &http::HeaderMap) -> ApiAnswer {
+        self.provider.api_answer(&self.ctx(http), url, status, headers)
+    }
+
+    /// See [`Provider::public_document`].
+    pub fn public_document(&self, http: &reqwest::Client, name: &str) -> Option<Result<serde_json::Value>> {
+        self.provider.public_document(&self.ctx(http), name)
+    }
+
+    /// Whether the connect flow takes a login hint
+    /// ([`ProviderSpec::login_hint_prompt`](super::ProviderSpec::login_hint_prompt)).
+    pub fn takes_login_hint(&self) -> bool {
+        self.provider.spec().login_hint_prompt.is_some()
     }
 
     /// Whether every connection names its server ([`InstanceMode::PerInstance`](super::InstanceMode)).

@@ -24,6 +24,9 @@ pub struct Model {
     pub scopes: String,
     /// Server origin of a per-instance provider.
     pub instance: Option<String>,
+    /// Who the user says they are (e.g. a Bluesky handle).
+    #[sea_orm(column_type = "Text", nullable)]
+    pub login_hint: Option<String>,
     /// Where to send the browser afterwards.
     #[sea_orm(column_type = "Text", nullable)]
     pub return_to: Option<String>,

@@ -9,6 +9,7 @@ use sea_orm_migration::prelude::*;
 mod m20261122_000001_create_tables;
 mod m20261123_000001_webhook_deliveries;
 mod m20261127_000001_client_registrations;
+mod m20261128_000001_login_hint;
 
 /// Column lengths of indexed `VARCHAR` columns, enforced by the store before writing.
 ///
@@ -40,6 +41,8 @@ pub mod limits {
     pub const INSTANCE: usize = 300;
     /// `client_registrations.redirect_uri`.
     pub const REDIRECT_URI: usize = 400;
+    /// `auth_flows.login_hint` (not indexed; a handle or DID is far shorter).
+    pub const LOGIN_HINT: usize = 2048;
 
     // The unique key (owner, provider, account_id) must fit MySQL's 3072-byte key limit.
     const _: () = assert!((OWNER + PROVIDER + ACCOUNT_ID) * 4 <= 3072);
@@ -60,6 +63,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000001_create_tables::Migration),
             Box::new(m20261123_000001_webhook_deliveries::Migration),
             Box::new(m20261127_000001_client_registrations::Migration),
+            Box::new(m20261128_000001_login_hint::Migration),
         ]
     }
 

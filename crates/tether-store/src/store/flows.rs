@@ -67,6 +67,9 @@ impl FlowStore for SeaStore {
         if let Some(instance) = &session.instance {
             check_len("the instance", instance, limits::INSTANCE)?;
         }
+        if let Some(hint) = &session.login_hint {
+            check_len("the login hint", hint, limits::LOGIN_HINT)?;
+        }
         let row = auth_flow::ActiveModel {
             id: Set(session.id.to_string()),
             link_token_hash: Set(session.link_token_hash.clone()),
@@ -75,6 +78,7 @@ impl FlowStore for SeaStore {
             owner: Set(session.owner.as_str().to_owned()),
             scopes: Set(json_list(&session.scopes)?),
             instance: Set(session.instance.clone()),
+            login_hint: Set(session.login_hint.clone()),
             return_to: Set(session.return_to.as_ref().map(|u| u.to_string())),
             pkce_verifier: Set(None),
             browser_binding_hash: Set(None),
@@ -100,6 +104,7 @@ impl FlowStore for SeaStore {
             provider: ProviderId::parse(&row.provider).map_err(|e| corrupt(AUTH_FLOWS, "provider", e))?,
             scopes: parse_list(AUTH_FLOWS, "scopes", &row.scopes)?,
             instance: row.instance,
+            login_hint: row.login_hint,
         })
     }
 

@@ -391,6 +391,8 @@ pub(crate) async fn reconnect_link(
     session.check_csrf(&form.csrf)?;
     let id = parse_id(&id)?;
     let conn = state.engine.connection(id).await?;
+    // Providers that take a login hint (Bluesky) start at the same account again.
+    let takes_hint = state.engine.provider(conn.provider.as_str()).is_ok_and(|p| p.takes_login_hint());
     let created = match state
         .engine
         .create_connect_session(tether_core::ConnectSessionRequest {
@@ -399,6 +401,7 @@ pub(crate) async fn reconnect_link(
             return_to: None,
             scopes: Some(conn.scopes.clone()).filter(|s| !s.is_empty()),
             instance: conn.instance.clone(),
+            login_hint: takes_hint.then(|| conn.account.id.clone()),
         })
         .await
     {

@@ -136,6 +136,7 @@ pub(crate) async fn connect(
         return_to,
         scopes: None,
         instance: None,
+        login_hint: None,
     };
     let provider_id = request.provider.clone();
     match state.engine.create_connect_session(request).await {
