@@ -209,13 +209,7 @@ async fn refresh_sweep(scale: &Scale, backend: &str, db: &str, out: &mut String)
     let endpoint = servers::RefreshEndpoint::default();
     let latency = Duration::from_millis(50);
     let (token_url, handle) = endpoint.start(latency, 2)?;
-    let provider = format!(
-        "client_id = \"c\"\nclient_secret = \"s\"\nauthorize_url = \"http://127.0.0.1:9/a\"\ntoken_url = \"{token_url}\"\n"
-    );
-    let cfg = config(db, &key, &provider, true)?;
-    let public = url::Url::parse("http://127.0.0.1:9/")?;
-    let providers = ProviderRegistry::collect()?.configure(&cfg.providers, &public)?;
-    let engine = Tether::new(Arc::new(store), providers, EngineSettings::new(public))?;
+    let engine = sweep_engine(store, db, &key, &token_url)?;
     let concurrency = 256;
     let settings = RefresherSettings {
         lead_time: Duration::from_secs(600),
@@ -245,6 +239,17 @@ async fn refresh_sweep(scale: &Scale, backend: &str, db: &str, out: &mut String)
     let mut completions = endpoint.completions.lock().map(|c| c.clone()).unwrap_or_default();
     completions.sort_unstable();
     Ok(completions.iter().enumerate().map(|(i, ms)| (*ms as f64 / 1000.0, (i + 1) as f64)).collect())
+}
+
+/// An engine over `store` whose provider `mock` refreshes at `token_url`.
+fn sweep_engine(store: tether_store::SeaStore, db: &str, key: &str, token_url: &str) -> anyhow::Result<Tether> {
+    let provider = format!(
+        "client_id = \"c\"\nclient_secret = \"s\"\nauthorize_url = \"http://127.0.0.1:9/a\"\ntoken_url = \"{token_url}\"\n"
+    );
+    let cfg = config(db, key, &provider, true)?;
+    let public = url::Url::parse("http://127.0.0.1:9/")?;
+    let providers = ProviderRegistry::collect()?.configure(&cfg.providers, &public)?;
+    Ok(Tether::new(Arc::new(store), providers, EngineSettings::new(public))?)
 }
 
 /// Section 4: token reads through 1, 2 and 4 replicas on one PostgreSQL database, while every
@@ -484,4 +489,100 @@ fn scale_label(s: &Scale) -> String {
         s.flow_secs,
         s.sweep_connections
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use tether_core::{ConnectionId, ConnectionStore};
+    use tether_store::testing::{TestDatabase, admin_url_from_env};
+
+    use super::*;
+
+    /// Two engines (as two replicas would) sweep one database at once while an application
+    /// reads some of the same tokens: every connection is refreshed exactly once, and every
+    /// renewal is stored.
+    async fn two_sweepers_and_readers_refresh_each_connection_once(db: TestDatabase) {
+        let key = tether_core::EncryptionKey::generate().unwrap();
+        let n = 300;
+        let seed_store = open_store(db.url(), &key).await.unwrap();
+        let ids = servers::seed(&seed_store, n, chrono::Duration::minutes(1)).await.unwrap();
+        let endpoint = servers::RefreshEndpoint::default();
+        let (token_url, handle) = endpoint.start(Duration::from_millis(5), 2).unwrap();
+        let mut engines = Vec::new();
+        for _ in 0..2 {
+            let store =
+                tether_store::SeaStore::connect(db.url(), KeyRing::parse(&[key.as_str()]).unwrap()).await.unwrap();
+            engines.push(sweep_engine(store, db.url(), &key, &token_url).unwrap());
+        }
+        let settings = RefresherSettings {
+            lead_time: Duration::from_secs(600),
+            interval: Duration::from_millis(10),
+            concurrency: 16,
+            batch: n as u64,
+        };
+        let mut tasks = tokio::task::JoinSet::new();
+        for engine in &engines {
+            let engine = engine.clone();
+            let settings = settings.clone();
+            tasks.spawn(async move {
+                let mut renewed = 0;
+                loop {
+                    let r = engine.refresh_due(&settings).await.unwrap();
+                    if r == 0 {
+                        return renewed;
+                    }
+                    renewed += r;
+                }
+            });
+        }
+        // Reads of every tenth connection: its token is inside the refresh margin, so these
+        // race the sweepers for the same leases.
+        for (i, id) in ids.iter().enumerate().step_by(10) {
+            let engine = engines[i % 2].clone();
+            let id = ConnectionId::parse(id).unwrap();
+            tasks.spawn(async move {
+                engine.access_token(id).await.unwrap();
+                0
+            });
+        }
+        let mut swept = 0;
+        while let Some(r) = tasks.join_next().await {
+            swept += r.unwrap();
+        }
+        assert_eq!(endpoint.duplicates.load(Ordering::Relaxed), 0, "a refresh token was presented twice");
+        assert_eq!(endpoint.refreshes.load(Ordering::Relaxed), n as u64, "one refresh per connection");
+        assert!(swept <= n);
+        let later = chrono::Utc::now() + chrono::Duration::minutes(10);
+        assert!(seed_store.due_for_refresh(later, chrono::Utc::now(), 10).await.unwrap().is_empty());
+        for id in &ids {
+            let stored = seed_store.tokens(ConnectionId::parse(id).unwrap()).await.unwrap().unwrap();
+            let at = tether_core::ExposeSecret::expose_secret(&stored.tokens.access_token).to_owned();
+            assert!(at.starts_with("at-rt-") && at.ends_with("-next"), "{id}: {at}");
+            assert_eq!(stored.version, 2, "{id} written once");
+        }
+        let events = tether_core::EventStore::events(&seed_store, ConnectionId::parse(&ids[0]).unwrap(), 10);
+        assert_eq!(events.await.unwrap().iter().filter(|e| e.kind == tether_core::EventKind::Refreshed).count(), 1);
+        handle.stop(false).await;
+        let _ = seed_store.close().await;
+        let _ = db.drop_database().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn two_sweepers_on_sqlite() {
+        two_sweepers_and_readers_refresh_each_connection_once(TestDatabase::sqlite()).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn two_sweepers_on_postgres() {
+        let Some(admin) = admin_url_from_env("postgres") else { return };
+        two_sweepers_and_readers_refresh_each_connection_once(TestDatabase::create(&admin).await.unwrap()).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn two_sweepers_on_mysql() {
+        let Some(admin) = admin_url_from_env("mysql") else { return };
+        two_sweepers_and_readers_refresh_each_connection_once(TestDatabase::create(&admin).await.unwrap()).await;
+    }
 }

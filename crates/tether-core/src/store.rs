@@ -118,6 +118,59 @@ pub trait ConnectionStore: Send + Sync {
     /// whose lease is free at `now`, soonest first.
     async fn due_for_refresh(&self, before: DateTime<Utc>, now: DateTime<Utc>, limit: u64)
     -> Result<Vec<ConnectionId>>;
+    /// Takes the refresh lease of up to `limit` connections that are due (the same ones
+    /// [`due_for_refresh`](Self::due_for_refresh) lists, soonest first) for `holder` until
+    /// `until`, and returns them with their tokens (refresh token opened) as read under the
+    /// lease. Each returned connection was free and is now leased by `holder`, so its tokens
+    /// are the current ones; connections another holder took in the meantime are left out.
+    ///
+    /// `holder` should be unique to this claim: [`complete_refreshes`](Self::complete_refreshes)
+    /// and [`release_refresh_lease`](Self::release_refresh_lease) write only while it holds the
+    /// lease. The default lists the due connections and leases them one by one; stores should
+    /// override it with one conditional update for the whole batch.
+    async fn claim_due_for_refresh(
+        &self,
+        before: DateTime<Utc>,
+        now: DateTime<Utc>,
+        holder: &str,
+        until: DateTime<Utc>,
+        limit: u64,
+    ) -> Result<Vec<(Connection, StoredTokens)>> {
+        let mut claimed = Vec::new();
+        for id in self.due_for_refresh(before, now, limit).await? {
+            let version = match self.connection_and_tokens(id, false).await? {
+                Some((c, Some(t))) if c.status == ConnectionStatus::Active => t.version,
+                _ => continue,
+            };
+            if self.try_acquire_refresh_lease_at_version(id, holder, until, now, version).await?
+                != LeaseOutcome::Acquired
+            {
+                continue;
+            }
+            match self.connection_and_tokens(id, true).await? {
+                Some((c, Some(t))) if t.version == version => claimed.push((c, t)),
+                Some((c, _)) => self.release_refresh_lease(id, holder, c.status, c.last_error.as_deref()).await?,
+                None => {}
+            }
+        }
+        Ok(claimed)
+    }
+    /// Stores several refreshes at once, like [`complete_refresh`](Self::complete_refresh) for
+    /// each `(connection, lease holder, new tokens)`: each is written, and its lease released,
+    /// only while its holder still holds the lease. Returns, in order, whether each was written.
+    ///
+    /// The default completes them one by one; stores should write them in one transaction.
+    async fn complete_refreshes(
+        &self,
+        done: &[(ConnectionId, &str, &TokenSet)],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<bool>> {
+        let mut written = Vec::with_capacity(done.len());
+        for (id, holder, tokens) in done {
+            written.push(self.complete_refresh(*id, holder, tokens, now).await?);
+        }
+        Ok(written)
+    }
     /// How many connections have each status (for metrics). The default counts a listing;
     /// stores should override it with an aggregate query.
     async fn count_by_status(&self) -> Result<Vec<(ConnectionStatus, u64)>> {
@@ -168,6 +221,14 @@ pub trait FlowStore: Send + Sync {
 pub trait EventStore: Send + Sync {
     /// Records an event.
     async fn record_event(&self, event: NewEvent) -> Result<Event>;
+    /// Records several events (the background refresher's `refreshed` events of one batch).
+    /// The default records them one by one; stores should insert them in one statement.
+    async fn record_events(&self, events: Vec<NewEvent>) -> Result<()> {
+        for event in events {
+            self.record_event(event).await?;
+        }
+        Ok(())
+    }
     /// Events of a connection, newest first.
     async fn events(&self, connection: ConnectionId, limit: u64) -> Result<Vec<Event>>;
 }

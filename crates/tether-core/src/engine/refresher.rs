@@ -4,9 +4,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use super::Tether;
 use super::tokens::jitter_fraction;
+use crate::{Connection, ConnectionId, EventKind, NewEvent, StoredTokens, TokenSet};
 
 /// Background refresher settings.
 #[derive(Debug, Clone)]
@@ -27,52 +29,212 @@ impl Default for RefresherSettings {
     }
 }
 
+/// A refresh the provider answered, waiting to be stored. Its permit keeps a place of the
+/// sweep's concurrency until the tokens are written.
+struct Renewal {
+    id: ConnectionId,
+    holder: Arc<str>,
+    tokens: TokenSet,
+    provider: String,
+    _permit: OwnedSemaphorePermit,
+}
+
+/// Most renewals stored in one transaction.
+const WRITE_BATCH: usize = 512;
+
 impl Tether {
     /// One sweep: refreshes every due connection (bounded concurrency). Returns how many
     /// connections were renewed.
+    ///
+    /// Due connections are claimed in batches, as many as there are free places: one
+    /// conditional update takes the refresh lease of the whole batch before any provider is
+    /// called (so each connection is refreshed once, however many replicas sweep), and the
+    /// tokens read under it are the ones refreshed. New tokens are stored, and their leases
+    /// released, by one writer in one transaction per batch of answers, with their `refreshed`
+    /// events inserted together.
     pub async fn refresh_due(&self, settings: &RefresherSettings) -> crate::Result<usize> {
         let now = Utc::now();
-        let before = now + chrono::Duration::from_std(settings.lead_time).unwrap_or(chrono::Duration::MAX);
-        let due = self.inner.store.due_for_refresh(before, now, settings.batch).await?;
-        metrics::gauge!("tether_refresher_due_connections").set(due.len() as f64);
-        // Lag: how far past its renewal deadline (expiry minus lead time) the most urgent due
-        // connection is. Zero when the refresher keeps up.
-        let lag = match due.first() {
-            Some(id) => match self.inner.store.connection(*id).await {
-                Ok(Some(c)) => c
-                    .expires_at
-                    .map_or(0.0, |e| ((now - (e - (before - now))).num_milliseconds() as f64 / 1000.0).max(0.0)),
-                _ => 0.0,
-            },
-            None => 0.0,
-        };
-        metrics::gauge!("tether_refresher_lag_seconds").set(lag);
-        let permits = Arc::new(tokio::sync::Semaphore::new(settings.concurrency.max(1)));
+        let lead = chrono::Duration::from_std(settings.lead_time).unwrap_or(chrono::Duration::MAX);
+        let before = now + lead;
+        let lease_ttl =
+            chrono::Duration::from_std(self.inner.settings.lease_ttl).unwrap_or(chrono::Duration::seconds(30));
+        let permits = Arc::new(Semaphore::new(settings.concurrency.max(1)));
+        let (done, renewals) = mpsc::unbounded_channel();
+        let writer = tokio::spawn(self.clone().store_renewals(renewals));
         let mut tasks = tokio::task::JoinSet::new();
-        for id in due {
-            let Ok(permit) = permits.clone().acquire_owned().await else {
-                break;
+        let mut claimed_total = 0u64;
+        let mut failure = None;
+        while claimed_total < settings.batch {
+            let Ok(first) = permits.clone().acquire_owned().await else { break };
+            let mut places = vec![first];
+            while (places.len() as u64) < settings.batch - claimed_total {
+                match permits.clone().try_acquire_owned() {
+                    Ok(p) => places.push(p),
+                    Err(_) => break,
+                }
+            }
+            let claim_at = Utc::now();
+            let claimed = match crate::random_token(6) {
+                Ok(tag) => {
+                    let holder: Arc<str> = format!("{}:{tag}", self.inner.holder_id).into();
+                    self.inner
+                        .store
+                        .claim_due_for_refresh(before, claim_at, &holder, claim_at + lease_ttl, places.len() as u64)
+                        .await
+                        .map(|c| (holder, c))
+                }
+                Err(e) => Err(e),
             };
-            let engine = self.clone();
-            let lead = settings.lead_time;
-            tasks.spawn(async move {
-                let _permit = permit;
-                match engine.refresh_if_expiring(id, lead).await {
-                    Ok(_) => true,
+            let (holder, claimed) = match claimed {
+                Ok(c) => c,
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            };
+            if claimed_total == 0 {
+                // Lag: how far past its renewal deadline (expiry minus lead time) the most
+                // urgent due connection is. Zero when the refresher keeps up.
+                let lag = claimed
+                    .first()
+                    .and_then(|(c, _)| c.expires_at)
+                    .map_or(0.0, |e| ((claim_at - (e - lead)).num_milliseconds() as f64 / 1000.0).max(0.0));
+                metrics::gauge!("tether_refresher_lag_seconds").set(lag);
+            }
+            if claimed.is_empty() {
+                break;
+            }
+            claimed_total += claimed.len() as u64;
+            for ((conn, stored), place) in claimed.into_iter().zip(places) {
+                let engine = self.clone();
+                let holder = holder.clone();
+                let done = done.clone();
+                let lead = settings.lead_time;
+                tasks.spawn(async move { engine.renew_claimed(conn, stored, holder, place, done, lead).await });
+            }
+        }
+        metrics::gauge!("tether_refresher_due_connections").set(claimed_total as f64);
+        drop(done);
+        let mut renewed = 0;
+        while let Some(finished) = tasks.join_next().await {
+            if matches!(finished, Ok(true)) {
+                renewed += 1;
+            }
+        }
+        renewed += writer.await.unwrap_or(0);
+        match failure {
+            Some(e) if renewed == 0 => Err(e),
+            Some(e) => {
+                tracing::warn!(error = %e, "claiming due connections failed; the next sweep retries");
+                Ok(renewed)
+            }
+            None => Ok(renewed),
+        }
+    }
+
+    /// Refreshes one connection this sweep holds the lease of. A provider's answer goes to the
+    /// writer (`done`); failures are handled here. Connections the batch path does not handle
+    /// (no refresh path, backing off, per-instance lookup failing) are released and go through
+    /// the per-connection path. Returns true when that path renewed the connection.
+    async fn renew_claimed(
+        &self,
+        conn: Connection,
+        stored: StoredTokens,
+        holder: Arc<str>,
+        place: OwnedSemaphorePermit,
+        done: mpsc::UnboundedSender<Renewal>,
+        lead: Duration,
+    ) -> bool {
+        let id = conn.id;
+        let provider = match self.connection_provider(&conn).await {
+            Ok(p) if p.provider.can_refresh(&stored.tokens) && !self.backing_off(id, Utc::now()) => p,
+            _ => {
+                let released =
+                    self.inner.store.release_refresh_lease(id, &holder, conn.status, conn.last_error.as_deref()).await;
+                if let Err(e) = released {
+                    tracing::debug!(connection = %id, error = %e, "releasing a claimed lease failed");
+                    return false;
+                }
+                return match self.refresh_if_expiring(id, lead).await {
+                    Ok(t) => t
+                        .expires_at
+                        .is_none_or(|e| e > Utc::now() + chrono::Duration::from_std(lead).unwrap_or_default()),
                     Err(e) => {
                         tracing::debug!(connection = %id, error = %e, "background refresh did not renew");
                         false
                     }
+                };
+            }
+        };
+        match self.call_refresh(&provider, &stored.tokens).await {
+            Ok(tokens) => {
+                let renewal = Renewal { id, holder, tokens, provider: provider.id.to_string(), _permit: place };
+                if done.send(renewal).is_err() {
+                    tracing::error!(connection = %id, "the refresh writer stopped; new tokens not saved");
                 }
-            });
-        }
-        let mut renewed = 0;
-        while let Some(done) = tasks.join_next().await {
-            if matches!(done, Ok(true)) {
-                renewed += 1;
+            }
+            Err(e) => {
+                if let Err(e) = self.refresh_failed(&conn, &provider, &stored.tokens, &holder, e, false).await {
+                    tracing::debug!(connection = %id, error = %e, "background refresh did not renew");
+                }
             }
         }
-        Ok(renewed)
+        false
+    }
+
+    /// The sweep's writer: stores the renewals that have arrived, all in one transaction, then
+    /// records their events in one insert; repeats until every renewal task is done. Returns
+    /// how many were stored.
+    async fn store_renewals(self, mut renewals: mpsc::UnboundedReceiver<Renewal>) -> usize {
+        let mut stored = 0;
+        let mut batch = Vec::with_capacity(WRITE_BATCH);
+        while renewals.recv_many(&mut batch, WRITE_BATCH).await > 0 {
+            let items: Vec<(ConnectionId, &str, &TokenSet)> =
+                batch.iter().map(|r| (r.id, &*r.holder, &r.tokens)).collect();
+            match self.inner.store.complete_refreshes(&items, Utc::now()).await {
+                Ok(written) => {
+                    let mut events = Vec::with_capacity(batch.len());
+                    for (renewal, ok) in batch.iter().zip(written) {
+                        if ok {
+                            self.forget_local(renewal.id);
+                            tracing::info!(connection = %renewal.id, provider = %renewal.provider, "tokens refreshed");
+                            events.push(renewal.id);
+                        } else {
+                            // The lease expired while the provider answered and someone else
+                            // took it: these tokens are not stored, and nobody got them.
+                            tracing::error!(connection = %renewal.id, "refresh lease lost before the new tokens were saved");
+                        }
+                    }
+                    stored += events.len();
+                    self.record_refreshed(events).await;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, count = batch.len(), "storing refreshed tokens failed");
+                }
+            }
+            // Frees the renewals' places for the next claims.
+            batch.clear();
+        }
+        stored
+    }
+
+    /// Records a `refreshed` event for each connection: one insert, or one by one (each with
+    /// its webhook deliveries) when an endpoint subscribes to them.
+    async fn record_refreshed(&self, ids: Vec<ConnectionId>) {
+        if ids.is_empty() {
+            return;
+        }
+        if self.inner.settings.webhooks.endpoints_for(EventKind::Refreshed).is_empty() {
+            let events =
+                ids.iter().map(|&id| NewEvent { connection_id: id, kind: EventKind::Refreshed, message: None });
+            if let Err(e) = self.inner.store.record_events(events.collect()).await {
+                tracing::warn!(error = %e, count = ids.len(), "could not record refreshed events");
+            }
+        } else {
+            for id in ids {
+                self.record(id, EventKind::Refreshed, None).await;
+            }
+        }
     }
 
     /// Runs sweeps until `shutdown` resolves.

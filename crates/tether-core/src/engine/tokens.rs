@@ -340,21 +340,9 @@ impl Tether {
     ) -> Result<FreshToken> {
         let id = conn.id;
         let holder = &self.inner.holder_id;
-        let store = &self.inner.store;
-        let started = std::time::Instant::now();
-        let result = provider.refresh(&self.inner.http, &stored.tokens).await;
-        let outcome = match &result {
-            Ok(_) => "success",
-            Err(Error::Provider { kind: ProviderErrorKind::InvalidGrant, .. }) => "invalid_grant",
-            Err(Error::Provider { kind: ProviderErrorKind::Temporary { .. }, .. }) => "temporary_failure",
-            Err(_) => "failure",
-        };
-        let labels = [("provider", provider.id.to_string()), ("outcome", outcome.to_owned())];
-        metrics::counter!("tether_refreshes_total", &labels).increment(1);
-        metrics::histogram!("tether_refresh_duration_seconds", &labels).record(started.elapsed().as_secs_f64());
-        match result {
+        match self.call_refresh(provider, &stored.tokens).await {
             Ok(new_tokens) => {
-                if !store.complete_refresh(id, holder, &new_tokens, Utc::now()).await? {
+                if !self.inner.store.complete_refresh(id, holder, &new_tokens, Utc::now()).await? {
                     // The lease expired while the provider answered and someone else took it:
                     // never hand out tokens that are not persisted.
                     tracing::error!(connection = %id, "refresh lease lost before the new tokens were saved");
@@ -368,14 +356,49 @@ impl Tether {
                 tracing::info!(connection = %id, provider = %provider.id, "tokens refreshed");
                 Ok(fresh(id, &new_tokens, &conn.scopes))
             }
-            Err(Error::Provider { kind: ProviderErrorKind::InvalidGrant, message, .. }) => {
+            Err(e) => self.refresh_failed(conn, provider, &stored.tokens, holder, e, force).await,
+        }
+    }
+
+    /// Asks the provider for new tokens, counting the outcome and timing the call.
+    pub(crate) async fn call_refresh(&self, provider: &ConfiguredProvider, tokens: &TokenSet) -> Result<TokenSet> {
+        let started = std::time::Instant::now();
+        let result = provider.refresh(&self.inner.http, tokens).await;
+        let outcome = match &result {
+            Ok(_) => "success",
+            Err(Error::Provider { kind: ProviderErrorKind::InvalidGrant, .. }) => "invalid_grant",
+            Err(Error::Provider { kind: ProviderErrorKind::Temporary { .. }, .. }) => "temporary_failure",
+            Err(_) => "failure",
+        };
+        let labels = [("provider", provider.id.to_string()), ("outcome", outcome.to_owned())];
+        metrics::counter!("tether_refreshes_total", &labels).increment(1);
+        metrics::histogram!("tether_refresh_duration_seconds", &labels).record(started.elapsed().as_secs_f64());
+        result
+    }
+
+    /// A refresh under `holder`'s lease failed with `e`: releases the lease (a dead grant makes
+    /// the connection `reauth_required`), records the event, backs off after other failures,
+    /// and serves the still-valid `tokens` where that is right.
+    pub(crate) async fn refresh_failed(
+        &self,
+        conn: &Connection,
+        provider: &ConfiguredProvider,
+        tokens: &TokenSet,
+        holder: &str,
+        e: Error,
+        force: bool,
+    ) -> Result<FreshToken> {
+        let id = conn.id;
+        let store = &self.inner.store;
+        match e {
+            Error::Provider { kind: ProviderErrorKind::InvalidGrant, message, .. } => {
                 store.release_refresh_lease(id, holder, ConnectionStatus::ReauthRequired, Some(&message)).await?;
                 self.inner.token_cache.evict(id);
                 self.record(id, EventKind::ReauthRequired, Some(message)).await;
                 tracing::warn!(connection = %id, provider = %provider.id, "grant is dead: reauth required");
                 Err(Error::ReauthRequired(id.to_string()))
             }
-            Err(e) => {
+            e => {
                 let message = e.to_string();
                 store.release_refresh_lease(id, holder, ConnectionStatus::Active, Some(&message)).await?;
                 let retry_after = match &e {
@@ -387,16 +410,21 @@ impl Tether {
                 tracing::warn!(connection = %id, provider = %provider.id, error = %e, "refresh failed");
                 match e {
                     Error::Provider { kind: ProviderErrorKind::Temporary { .. }, .. } => {
-                        serve_or_unavailable(id, &stored.tokens, &conn.scopes, provider, wait, force)
+                        serve_or_unavailable(id, tokens, &conn.scopes, provider, wait, force)
                     }
-                    other if !force && stored.tokens.is_valid(Utc::now()) => {
+                    other if !force && tokens.is_valid(Utc::now()) => {
                         tracing::debug!(connection = %id, error = %other, "serving the still-valid token");
-                        Ok(fresh(id, &stored.tokens, &conn.scopes))
+                        Ok(fresh(id, tokens, &conn.scopes))
                     }
                     other => Err(other),
                 }
             }
         }
+    }
+
+    /// Whether this process is backing off from refreshing `id` after a failure.
+    pub(crate) fn backing_off(&self, id: ConnectionId, now: DateTime<Utc>) -> bool {
+        self.inner.flights.backoff_remaining(id, now).is_some()
     }
 
     /// Signs a request for an OAuth 1.0a connection and returns its `Authorization` header.

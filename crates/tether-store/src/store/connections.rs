@@ -258,40 +258,52 @@ impl ConnectionStore for SeaStore {
         tokens: &TokenSet,
         now: DateTime<Utc>,
     ) -> Result<bool> {
-        check_len("the token type", &tokens.token_type, limits::TOKEN_TYPE)?;
-        let row_id = id.to_string();
-        let sealed = self.seal_tokens(&row_id, tokens)?;
-        let mut update = connection::ActiveModel {
-            access_token: Set(Some(sealed.access)),
-            refresh_token: Set(sealed.refresh),
-            token_secret: Set(sealed.secret),
-            token_type: Set(tokens.token_type.clone()),
-            expires_at: Set(tokens.expires_at.map(ms)),
-            refresh_token_expires_at: Set(tokens.refresh_token_expires_at.map(ms)),
-            token_extra: Set(extra_json(tokens)?),
-            status: Set(ConnectionStatus::Active.as_str().to_owned()),
-            last_refreshed_at: Set(Some(ms(now))),
-            last_error: Set(None),
-            lease_holder: Set(None),
-            lease_until: Set(None),
-            updated_at: Set(ms(now)),
-            ..Default::default()
-        };
-        if let Some(scopes) = &tokens.scopes {
-            update.scopes = Set(json_list(scopes)?);
-        }
+        let update = self.refreshed_row(id, holder, tokens, now)?;
         // Persisting the tokens and releasing the lease is one conditional UPDATE: nothing is
         // written unless `holder` still holds the lease.
         let _gate = self.write_gate().await;
-        let done = Entity::update_many()
-            .set(update)
-            .col_expr(Column::Version, Expr::col(Column::Version).add(1))
-            .filter(Column::Id.eq(row_id.as_str()))
-            .filter(Column::LeaseHolder.eq(holder))
-            .exec(&self.db)
-            .await
-            .map_err(db_err("storing refreshed tokens"))?;
+        let done = update.exec(&self.db).await.map_err(db_err("storing refreshed tokens"))?;
         Ok(done.rows_affected == 1)
+    }
+
+    async fn complete_refreshes(
+        &self,
+        done: &[(ConnectionId, &str, &TokenSet)],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<bool>> {
+        let context = "storing refreshed tokens";
+        let mut updates = Vec::with_capacity(done.len());
+        for (id, holder, tokens) in done {
+            updates.push(self.refreshed_row(*id, holder, tokens, now)?);
+        }
+        // Rows in id order, so concurrent batches of several replicas lock them in one order.
+        let mut order: Vec<usize> = (0..done.len()).collect();
+        order.sort_by_key(|&i| done[i].0);
+        for attempt in 1..=UPSERT_ATTEMPTS {
+            let (txn, _gate) = self.begin_write().await?;
+            let mut written = vec![false; done.len()];
+            let mut conflict = false;
+            for &i in &order {
+                match updates[i].clone().exec(&txn).await {
+                    Ok(r) => written[i] = r.rows_affected == 1,
+                    Err(e) if is_retryable_conflict(&e) && attempt < UPSERT_ATTEMPTS => {
+                        conflict = true;
+                        break;
+                    }
+                    Err(e) => return Err(db_err(context)(e)),
+                }
+            }
+            if conflict {
+                let _ = txn.rollback().await;
+                continue;
+            }
+            match txn.commit().await {
+                Ok(()) => return Ok(written),
+                Err(e) if is_retryable_conflict(&e) && attempt < UPSERT_ATTEMPTS => {}
+                Err(e) => return Err(db_err(context)(e)),
+            }
+        }
+        Err(Error::Store(format!("{context}: conflicted with concurrent writers {UPSERT_ATTEMPTS} times")))
     }
 
     async fn release_refresh_lease(
@@ -328,27 +340,60 @@ impl ConnectionStore for SeaStore {
         now: DateTime<Utc>,
         limit: u64,
     ) -> Result<Vec<ConnectionId>> {
-        let ids: Vec<String> = Entity::find()
-            .select_only()
-            .column(Column::Id)
+        let ids = self.due_ids(before, now, limit, "listing connections due for refresh").await?;
+        ids.iter().map(|id| parse_id(id)).collect()
+    }
+
+    async fn claim_due_for_refresh(
+        &self,
+        before: DateTime<Utc>,
+        now: DateTime<Utc>,
+        holder: &str,
+        until: DateTime<Utc>,
+        limit: u64,
+    ) -> Result<Vec<(Connection, StoredTokens)>> {
+        if holder.is_empty() {
+            return Err(Error::InvalidInput("the lease holder is empty".into()));
+        }
+        check_len("the lease holder", holder, limits::LEASE_HOLDER)?;
+        let context = "claiming connections due for refresh";
+        let ids = self.due_ids(before, now, limit, context).await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One conditional UPDATE for the batch: it re-checks every condition, so of several
+        // replicas that listed the same rows, each row goes to exactly one of them.
+        {
+            let _gate = self.write_gate().await;
+            let taken = Entity::update_many()
+                .col_expr(Column::LeaseHolder, Expr::value(holder))
+                .col_expr(Column::LeaseUntil, Expr::value(ms(until)))
+                .filter(Column::Id.is_in(ids.iter().map(String::as_str)))
+                .filter(due(before, now))
+                .exec(&self.db)
+                .await
+                .map_err(db_err(context))?;
+            if taken.rows_affected == 0 {
+                return Ok(Vec::new());
+            }
+        }
+        // What this claim holds, read under the lease (so the refresh tokens are current).
+        let rows = Entity::find()
+            .filter(Column::Id.is_in(ids.iter().map(String::as_str)))
+            .filter(Column::LeaseHolder.eq(holder))
             .filter(Column::Status.eq(ConnectionStatus::Active.as_str()))
-            .filter(Column::AccessToken.is_not_null())
-            .filter(Column::ExpiresAt.is_not_null())
-            .filter(Column::ExpiresAt.lt(ms(before)))
-            .filter(
-                Condition::any()
-                    .add(Column::LeaseHolder.is_null())
-                    .add(Column::LeaseUntil.is_null())
-                    .add(Column::LeaseUntil.lt(ms(now))),
-            )
             .order_by_asc(Column::ExpiresAt)
             .order_by_asc(Column::Id)
-            .limit(limit)
-            .into_tuple()
             .all(&self.db)
             .await
-            .map_err(db_err("listing connections due for refresh"))?;
-        ids.iter().map(|id| ConnectionId::parse(id).map_err(|_| corrupt(CONNECTIONS, "id", "not a UUID"))).collect()
+            .map_err(db_err(context))?;
+        let mut claimed = Vec::with_capacity(rows.len());
+        for row in &rows {
+            if let Some(tokens) = self.stored_tokens(row, true)? {
+                claimed.push((to_connection(row)?, tokens));
+            }
+        }
+        Ok(claimed)
     }
 
     async fn set_status(&self, id: ConnectionId, status: ConnectionStatus, last_error: Option<&str>) -> Result<()> {
@@ -397,8 +442,85 @@ impl ConnectionStore for SeaStore {
     }
 }
 
+/// Active connections with tokens that expire before `before` and whose lease is free at `now`.
+fn due(before: DateTime<Utc>, now: DateTime<Utc>) -> Condition {
+    Condition::all()
+        .add(Column::Status.eq(ConnectionStatus::Active.as_str()))
+        .add(Column::AccessToken.is_not_null())
+        .add(Column::ExpiresAt.is_not_null())
+        .add(Column::ExpiresAt.lt(ms(before)))
+        .add(
+            Condition::any()
+                .add(Column::LeaseHolder.is_null())
+                .add(Column::LeaseUntil.is_null())
+                .add(Column::LeaseUntil.lt(ms(now))),
+        )
+}
+
+fn parse_id(id: &str) -> Result<ConnectionId> {
+    ConnectionId::parse(id).map_err(|_| corrupt(CONNECTIONS, "id", "not a UUID"))
+}
+
 impl SeaStore {
-    /// Opens the tokens of a row (`None` when it has none, e.g. disconnected).
+    /// Ids of up to `limit` due connections (see [`due`]), soonest expiry first.
+    async fn due_ids(
+        &self,
+        before: DateTime<Utc>,
+        now: DateTime<Utc>,
+        limit: u64,
+        context: &str,
+    ) -> Result<Vec<String>> {
+        Entity::find()
+            .select_only()
+            .column(Column::Id)
+            .filter(due(before, now))
+            .order_by_asc(Column::ExpiresAt)
+            .order_by_asc(Column::Id)
+            .limit(limit)
+            .into_tuple()
+            .all(&self.db)
+            .await
+            .map_err(db_err(context))
+    }
+
+    /// The conditional UPDATE that stores refreshed tokens and releases the lease, only while
+    /// `holder` holds it.
+    fn refreshed_row(
+        &self,
+        id: ConnectionId,
+        holder: &str,
+        tokens: &TokenSet,
+        now: DateTime<Utc>,
+    ) -> Result<sea_orm::UpdateMany<Entity>> {
+        check_len("the token type", &tokens.token_type, limits::TOKEN_TYPE)?;
+        let row_id = id.to_string();
+        let sealed = self.seal_tokens(&row_id, tokens)?;
+        let mut update = connection::ActiveModel {
+            access_token: Set(Some(sealed.access)),
+            refresh_token: Set(sealed.refresh),
+            token_secret: Set(sealed.secret),
+            token_type: Set(tokens.token_type.clone()),
+            expires_at: Set(tokens.expires_at.map(ms)),
+            refresh_token_expires_at: Set(tokens.refresh_token_expires_at.map(ms)),
+            token_extra: Set(extra_json(tokens)?),
+            status: Set(ConnectionStatus::Active.as_str().to_owned()),
+            last_refreshed_at: Set(Some(ms(now))),
+            last_error: Set(None),
+            lease_holder: Set(None),
+            lease_until: Set(None),
+            updated_at: Set(ms(now)),
+            ..Default::default()
+        };
+        if let Some(scopes) = &tokens.scopes {
+            update.scopes = Set(json_list(scopes)?);
+        }
+        Ok(Entity::update_many()
+            .set(update)
+            .col_expr(Column::Version, Expr::col(Column::Version).add(1))
+            .filter(Column::Id.eq(row_id))
+            .filter(Column::LeaseHolder.eq(holder)))
+    }
+
     /// The refresh lease in one conditional UPDATE (atomic on every database, no row locks):
     /// taken when it is free or expired and, with `version`, only while the connection is
     /// active at that version (else [`LeaseOutcome::Changed`]).
@@ -453,6 +575,7 @@ impl SeaStore {
         Ok(LeaseOutcome::Held { until })
     }
 
+    /// Opens the tokens of a row (`None` when it has none, e.g. disconnected).
     fn stored_tokens(&self, row: &connection::Model, with_refresh_token: bool) -> Result<Option<StoredTokens>> {
         let Some(access) = row.access_token.as_deref() else {
             return Ok(None);

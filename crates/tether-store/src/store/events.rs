@@ -59,6 +59,29 @@ impl EventStore for SeaStore {
         insert_event(&self.db, new).await
     }
 
+    async fn record_events(&self, events: Vec<NewEvent>) -> Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let created_at = ms(Utc::now());
+        let rows = events.into_iter().map(|new| event::ActiveModel {
+            id: Set(Uuid::now_v7().to_string()),
+            connection_id: Set(new.connection_id.to_string()),
+            kind: Set(new.kind.as_str().to_owned()),
+            message: Set(new.message.map(|m| m.chars().take(MESSAGE_MAX).collect())),
+            created_at: Set(created_at),
+        });
+        let _gate = self.write_gate().await;
+        Entity::insert_many(rows).exec_without_returning(&self.db).await.map_err(|e| {
+            if is_foreign_key_violation(&e) {
+                Error::NotFound { what: "connection", id: "one of the events' connections".into() }
+            } else {
+                db_err("recording events")(e)
+            }
+        })?;
+        Ok(())
+    }
+
     async fn events(&self, connection: ConnectionId, limit: u64) -> Result<Vec<Event>> {
         Entity::find()
             .filter(Column::ConnectionId.eq(connection.to_string()))
