@@ -54,6 +54,9 @@
 //! Per-instance providers get servers of their own: [`mastodon::MastodonMock`] is one Mastodon
 //! instance (dynamic app registration through `POST /api/v1/apps`, PKCE, non-expiring tokens,
 //! revocation); start two to test that the instance is part of a connection.
+//! [`bluesky::BlueskyMock`] is a Bluesky PDS with its own atproto OAuth authorization server
+//! (PAR, PKCE, DPoP with nonces, `private_key_jwt` against fetched client metadata, rotating
+//! refresh tokens with replay detection, DPoP-bound XRPC calls).
 //!
 //! ```no_run
 //! # async fn example() -> std::io::Result<()> {
@@ -66,6 +69,7 @@
 //! ```
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod bluesky;
 pub mod mastodon;
 mod routes;
 mod state;
