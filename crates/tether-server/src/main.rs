@@ -99,6 +99,9 @@ enum KeysCommand {
     Rotate,
     /// Reads an API key from standard input and prints `sha256:<hex>` for `api_keys`.
     HashApiKey,
+    /// Prints a new ES256 private key (a JWK with a `kid`) for `providers.bluesky.client_keys`:
+    /// the key Tether signs its Bluesky client assertions with. Keep it secret.
+    BlueskyClientKey,
 }
 
 #[derive(Subcommand)]
@@ -148,6 +151,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Providers { json } => return providers(json),
         Command::Keys { command: KeysCommand::Generate } => {
             println!("{}", EncryptionKey::generate()?);
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Keys { command: KeysCommand::BlueskyClientKey } => {
+            let key = tether::bluesky::generate_client_key()?;
+            println!("{}", key.expose_secret());
             return Ok(ExitCode::SUCCESS);
         }
         Command::Keys { command: KeysCommand::HashApiKey } => {

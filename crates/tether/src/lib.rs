@@ -12,6 +12,8 @@
 
 pub use tether_core::*;
 
+#[cfg(feature = "bluesky")]
+pub use tether_provider_bluesky as bluesky;
 #[cfg(feature = "demo")]
 pub use tether_provider_demo as demo;
 #[cfg(feature = "discord")]
@@ -58,6 +60,8 @@ pub use tether_provider_zoom as zoom;
 /// Ids of the providers this build links, as enabled by cargo features.
 pub fn builtin_provider_ids() -> Vec<&'static str> {
     [
+        #[cfg(feature = "bluesky")]
+        bluesky::SPEC.id,
         #[cfg(feature = "demo")]
         demo::SPEC.id,
         #[cfg(feature = "discord")]

@@ -81,7 +81,8 @@ impl Resolver {
             .authorization_servers
             .first()
             .ok_or_else(|| invalid("`authorization_servers` is empty".to_owned()))?;
-        let server = https_origin(first).map_err(|reason| invalid(format!("`authorization_servers[0]` {reason}")))?;
+        let server = https_origin(first, self.config.allow_insecure_loopback)
+            .map_err(|reason| invalid(format!("`authorization_servers[0]` {reason}")))?;
         self.authorization_server(&server).await
     }
 
@@ -95,7 +96,7 @@ impl Resolver {
             origin: server_origin.clone(),
             reason: format!("not JSON of the expected shape ({e}){}", excerpt(&body)),
         })?;
-        validate(metadata, &server_origin).map_err(|reason| Error::Invalid {
+        validate(metadata, &server_origin, self.config.allow_insecure_loopback).map_err(|reason| Error::Invalid {
             what: SERVER,
             origin: server_origin.clone(),
             reason,
@@ -111,7 +112,7 @@ fn excerpt_str(s: &str) -> String {
     excerpt(s.as_bytes()).trim_start_matches(": ").to_owned()
 }
 
-fn validate(m: ServerMetadata, server_origin: &str) -> Result<AuthorizationServer, String> {
+fn validate(m: ServerMetadata, server_origin: &str, loopback_http: bool) -> Result<AuthorizationServer, String> {
     let issuer = m.issuer.ok_or("`issuer` is missing")?;
     if issuer != server_origin && issuer != format!("{server_origin}/") {
         return Err(format!(
@@ -122,7 +123,7 @@ fn validate(m: ServerMetadata, server_origin: &str) -> Result<AuthorizationServe
     let endpoint = |name: &str, value: Option<String>| -> Result<Url, String> {
         let value = value.ok_or_else(|| format!("`{name}` is missing"))?;
         let url = Url::parse(&value).map_err(|e| format!("`{name}` is not a URL ({e})"))?;
-        if url.scheme() != "https" {
+        if url.scheme() != "https" && !(loopback_http && crate::identity::is_loopback_http(&url)) {
             return Err(format!("`{name}` must use https"));
         }
         Ok(url)
@@ -187,7 +188,7 @@ mod tests {
 
     fn check(value: serde_json::Value) -> Result<AuthorizationServer, String> {
         let m: ServerMetadata = serde_json::from_value(value).map_err(|e| e.to_string())?;
-        validate(m, "https://bsky.social")
+        validate(m, "https://bsky.social", false)
     }
 
     fn without(field: &str) -> serde_json::Value {

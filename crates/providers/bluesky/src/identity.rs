@@ -222,7 +222,7 @@ pub(crate) enum DocumentProblem {
 
 impl DidDocument {
     /// Parses a DID document fetched for `did`. The document's `id` must equal `did`.
-    pub(crate) fn parse(did: &Did, body: &[u8]) -> Result<Self, DocumentProblem> {
+    pub(crate) fn parse(did: &Did, body: &[u8], loopback_http: bool) -> Result<Self, DocumentProblem> {
         let raw: RawDocument = serde_json::from_slice(body)
             .map_err(|e| DocumentProblem::Malformed(format!("not a DID document ({e})")))?;
         if raw.id != did.as_str() {
@@ -233,12 +233,12 @@ impl DidDocument {
             .iter()
             .filter_map(|v| v.as_str()?.strip_prefix("at://"))
             .find_map(|h| Handle::parse(h).ok());
-        let pds = pds_endpoint(did, &raw.service).map_err(DocumentProblem::NoPds)?;
+        let pds = pds_endpoint(did, &raw.service, loopback_http).map_err(DocumentProblem::NoPds)?;
         Ok(DidDocument { did: did.clone(), claimed_handle, pds })
     }
 }
 
-fn pds_endpoint(did: &Did, services: &[RawService]) -> Result<Url, String> {
+fn pds_endpoint(did: &Did, services: &[RawService], loopback_http: bool) -> Result<Url, String> {
     let full_id = format!("{did}#atproto_pds");
     let service = services
         .iter()
@@ -248,13 +248,16 @@ fn pds_endpoint(did: &Did, services: &[RawService]) -> Result<Url, String> {
         return Err("the `#atproto_pds` service is not of type `AtprotoPersonalDataServer`".to_owned());
     }
     let endpoint = service.endpoint.as_str().ok_or_else(|| "the PDS serviceEndpoint is not a string".to_owned())?;
-    https_origin(endpoint).map_err(|reason| format!("the PDS serviceEndpoint {reason}"))
+    https_origin(endpoint, loopback_http).map_err(|reason| format!("the PDS serviceEndpoint {reason}"))
 }
 
 /// Parses `input` as an `https` URL that is a bare origin (no credentials, query or fragment; path `/` only).
-pub(crate) fn https_origin(input: &str) -> Result<Url, String> {
+///
+/// With `loopback_http` (development and tests only: [`ResolverConfig::allow_insecure_loopback`](crate::ResolverConfig)),
+/// `http://127.0.0.1`, `http://[::1]` and `http://localhost` origins are accepted too.
+pub(crate) fn https_origin(input: &str, loopback_http: bool) -> Result<Url, String> {
     let url = Url::parse(input).map_err(|e| format!("is not a URL ({e})"))?;
-    if url.scheme() != "https" {
+    if url.scheme() != "https" && !(loopback_http && is_loopback_http(&url)) {
         return Err("must use https".to_owned());
     }
     if url.host_str().is_none() || !url.username().is_empty() || url.password().is_some() {
@@ -264,6 +267,17 @@ pub(crate) fn https_origin(input: &str) -> Result<Url, String> {
         return Err("must be an origin (no path, query or fragment)".to_owned());
     }
     Ok(url)
+}
+
+/// Whether `url` is plain http to this machine (`127.0.0.1`, `[::1]`, `localhost`).
+pub(crate) fn is_loopback_http(url: &Url) -> bool {
+    url.scheme() == "http"
+        && match url.host() {
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            Some(url::Host::Domain(d)) => d == "localhost",
+            None => false,
+        }
 }
 
 #[cfg(test)]
@@ -356,7 +370,7 @@ mod tests {
             "service":[{"id":"#bsky_notif","type":"BskyNotificationService","serviceEndpoint":"https://api.bsky.app"},
                        {"id":"did:plc:ewvi7nxzyoun6zhxrhs64oiz#atproto_pds","type":"AtprotoPersonalDataServer",
                         "serviceEndpoint":"https://enoki.us-east.host.bsky.network"}]}"##;
-        let doc = DidDocument::parse(&plc(), body).unwrap_or_else(|e| panic!("{e:?}"));
+        let doc = DidDocument::parse(&plc(), body, false).unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(doc.claimed_handle.map(|h| h.to_string()).as_deref(), Some("atproto.com"));
         assert_eq!(doc.pds.as_str(), "https://enoki.us-east.host.bsky.network/");
     }
@@ -364,15 +378,17 @@ mod tests {
     #[test]
     fn document_problems_are_refused() {
         let other = br##"{"id":"did:plc:aaaaaaaaaaaaaaaaaaaaaaaa","service":[]}"##;
-        assert!(matches!(DidDocument::parse(&plc(), other), Err(DocumentProblem::Malformed(_))));
+        assert!(matches!(DidDocument::parse(&plc(), other, false), Err(DocumentProblem::Malformed(_))));
         let no_pds = br##"{"id":"did:plc:ewvi7nxzyoun6zhxrhs64oiz","service":[]}"##;
-        assert!(matches!(DidDocument::parse(&plc(), no_pds), Err(DocumentProblem::NoPds(_))));
+        assert!(matches!(DidDocument::parse(&plc(), no_pds, false), Err(DocumentProblem::NoPds(_))));
         let http_pds = br##"{"id":"did:plc:ewvi7nxzyoun6zhxrhs64oiz","service":[{"id":"#atproto_pds",
             "type":"AtprotoPersonalDataServer","serviceEndpoint":"http://pds.example.com"}]}"##;
-        assert!(matches!(DidDocument::parse(&plc(), http_pds), Err(DocumentProblem::NoPds(m)) if m.contains("https")));
+        assert!(
+            matches!(DidDocument::parse(&plc(), http_pds, false), Err(DocumentProblem::NoPds(m)) if m.contains("https"))
+        );
         let wrong_type = br##"{"id":"did:plc:ewvi7nxzyoun6zhxrhs64oiz","service":[{"id":"#atproto_pds",
             "type":"Other","serviceEndpoint":"https://pds.example.com"}]}"##;
-        assert!(matches!(DidDocument::parse(&plc(), wrong_type), Err(DocumentProblem::NoPds(_))));
-        assert!(matches!(DidDocument::parse(&plc(), b"<html>"), Err(DocumentProblem::Malformed(_))));
+        assert!(matches!(DidDocument::parse(&plc(), wrong_type, false), Err(DocumentProblem::NoPds(_))));
+        assert!(matches!(DidDocument::parse(&plc(), b"<html>", false), Err(DocumentProblem::Malformed(_))));
     }
 }

@@ -13,7 +13,7 @@ use crate::error::{Error, excerpt};
 use crate::identity::{AtIdentifier, Did, DidDocument, DidMethod, DocumentProblem, Handle};
 
 /// How a [`Resolver`] reaches the network.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResolverConfig {
     /// Base URL of the PLC directory (default `https://plc.directory`); `did:plc` documents are at `{base}/{did}`.
     pub plc_directory: Url,
@@ -28,6 +28,10 @@ pub struct ResolverConfig {
     pub timeout: Duration,
     /// Largest response body accepted (DID documents, metadata); larger bodies are refused.
     pub max_body_bytes: usize,
+    /// Accept plain `http` PDS and authorization servers on this machine (`127.0.0.1`, `[::1]`,
+    /// `localhost`), for local development against a PDS on loopback and for tests. Off in
+    /// production: atproto requires https.
+    pub allow_insecure_loopback: bool,
 }
 
 impl Default for ResolverConfig {
@@ -38,6 +42,7 @@ impl Default for ResolverConfig {
             dns_nameserver: None,
             timeout: Duration::from_secs(10),
             max_body_bytes: 64 * 1024,
+            allow_insecure_loopback: false,
         }
     }
 }
@@ -168,7 +173,7 @@ impl Resolver {
         let what = "DID document";
         let body =
             self.get(what, &url, "application/did+ld+json, application/json", self.config.max_body_bytes).await?;
-        DidDocument::parse(did, &body).map_err(|problem| match problem {
+        DidDocument::parse(did, &body, self.config.allow_insecure_loopback).map_err(|problem| match problem {
             DocumentProblem::Malformed(reason) => Error::Invalid { what, origin: origin(&url), reason },
             DocumentProblem::NoPds(reason) => Error::NoPds { did: did.clone(), reason },
         })

@@ -248,6 +248,14 @@ pub trait Provider: Send + Sync + 'static {
     /// The static description.
     fn spec(&self) -> &'static ProviderSpec;
 
+    /// Checks the provider's own settings when the server starts (e.g. keys and modes in
+    /// `ctx.settings.extra`), so a misconfiguration fails at start with a message naming the
+    /// setting rather than at the first connect. The default accepts everything.
+    fn check_settings(&self, ctx: &ProviderContext<'_>) -> Result<()> {
+        let _ = ctx;
+        Ok(())
+    }
+
     /// Builds the URL the browser is sent to.
     fn authorization_url(&self, ctx: &ProviderContext<'_>, request: &AuthorizationRequest<'_>) -> Result<Url> {
         defaults::authorization_url(ctx, request)

@@ -139,5 +139,6 @@ pub fn config(plc: &Url, hosts: &[(&str, &Url)], dns: SocketAddr) -> ResolverCon
         dns_nameserver: Some(dns),
         timeout: Duration::from_secs(3),
         max_body_bytes: 64 * 1024,
+        allow_insecure_loopback: false,
     }
 }
