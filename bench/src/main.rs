@@ -39,10 +39,16 @@ fn config(db: &str, key: &str, provider: &str, refresher: bool) -> anyhow::Resul
     config_with(db, key, provider, refresher, "")
 }
 
+/// The pool size line of a bench config: `serve`'s default unless `TETHER_BENCH_POOL_SIZE` says.
+fn pool_size() -> String {
+    std::env::var("TETHER_BENCH_POOL_SIZE").map(|n| format!("database_pool_size = {n}")).unwrap_or_default()
+}
+
 fn config_with(db: &str, key: &str, provider: &str, refresher: bool, extra: &str) -> anyhow::Result<Config> {
     Config::from_toml(&format!(
         "bind = \"127.0.0.1:0\"\ndatabase_url = \"{db}\"\napi_keys = [\"{API_KEY}\"]\nencryption_keys = [\"{key}\"]\n\
-         database_pool_size = 16\n{extra}\n[refresher]\nenabled = {refresher}\n[providers.mock]\nkind = \"generic\"\n{provider}"
+         {}\n{extra}\n[refresher]\nenabled = {refresher}\n[providers.mock]\nkind = \"generic\"\n{provider}",
+        pool_size()
     ))
 }
 

@@ -3,7 +3,12 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use std::collections::HashSet;
+
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, Statement, Value,
+};
 use tether_core::{
     AccountIdentity, Connection, ConnectionFilter, ConnectionId, ConnectionStatus, ConnectionStore, Error,
     LeaseOutcome, NewConnection, OwnerId, ProviderId, Result, SecretString, StoredTokens, TokenSet,
@@ -11,6 +16,7 @@ use tether_core::{
 
 use super::names::{ACCESS_TOKEN, CONNECTIONS, REFRESH_TOKEN, TOKEN_SECRET};
 use super::{SeaStore, check_len, json_list, ms, parse_list, time, time_opt};
+use crate::connect::Backend;
 use crate::entity::connection::{self, Column, Entity};
 use crate::error::{corrupt, db_err, is_retryable_conflict};
 use crate::migration::limits;
@@ -272,31 +278,57 @@ impl ConnectionStore for SeaStore {
         now: DateTime<Utc>,
     ) -> Result<Vec<bool>> {
         let context = "storing refreshed tokens";
-        let mut updates = Vec::with_capacity(done.len());
-        for (id, holder, tokens) in done {
-            updates.push(self.refreshed_row(*id, holder, tokens, now)?);
-        }
+        let mut distinct: Vec<ConnectionId> = done.iter().map(|d| d.0).collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        // SQLite and PostgreSQL write a chunk of rows per statement (UPDATE .. FROM VALUES ..
+        // RETURNING); MySQL, or a batch naming a connection twice, one UPDATE per row.
+        let multi_row = self.backend != Backend::MySql && distinct.len() == done.len();
+        let rows = if multi_row {
+            done.iter()
+                .map(|(id, holder, tokens)| self.refreshed_values(*id, holder, tokens))
+                .collect::<Result<Vec<_>>>()?
+        } else {
+            Vec::new()
+        };
+        let updates = if multi_row {
+            Vec::new()
+        } else {
+            done.iter()
+                .map(|(id, holder, tokens)| self.refreshed_row(*id, holder, tokens, now))
+                .collect::<Result<Vec<_>>>()?
+        };
         // Rows in id order, so concurrent batches of several replicas lock them in one order.
         let mut order: Vec<usize> = (0..done.len()).collect();
         order.sort_by_key(|&i| done[i].0);
         for attempt in 1..=UPSERT_ATTEMPTS {
             let (txn, _gate) = self.begin_write().await?;
-            let mut written = vec![false; done.len()];
-            let mut conflict = false;
-            for &i in &order {
-                match updates[i].clone().exec(&txn).await {
-                    Ok(r) => written[i] = r.rows_affected == 1,
-                    Err(e) if is_retryable_conflict(&e) && attempt < UPSERT_ATTEMPTS => {
-                        conflict = true;
-                        break;
+            let outcome = if multi_row {
+                self.write_refreshed_chunks(&txn, &rows, &order, now)
+                    .await
+                    .map(|ids| done.iter().map(|d| ids.contains(&d.0.to_string())).collect::<Vec<_>>())
+            } else {
+                let mut written = vec![false; done.len()];
+                let mut result = Ok(());
+                for &i in &order {
+                    match updates[i].clone().exec(&txn).await {
+                        Ok(r) => written[i] = r.rows_affected == 1,
+                        Err(e) => {
+                            result = Err(e);
+                            break;
+                        }
                     }
-                    Err(e) => return Err(db_err(context)(e)),
                 }
-            }
-            if conflict {
-                let _ = txn.rollback().await;
-                continue;
-            }
+                result.map(|()| written)
+            };
+            let written = match outcome {
+                Ok(w) => w,
+                Err(e) if is_retryable_conflict(&e) && attempt < UPSERT_ATTEMPTS => {
+                    let _ = txn.rollback().await;
+                    continue;
+                }
+                Err(e) => return Err(db_err(context)(e)),
+            };
             match txn.commit().await {
                 Ok(()) => return Ok(written),
                 Err(e) if is_retryable_conflict(&e) && attempt < UPSERT_ATTEMPTS => {}
@@ -442,6 +474,66 @@ impl ConnectionStore for SeaStore {
     }
 }
 
+/// Values of one row of a multi-row refresh write: id, lease holder, access token, refresh
+/// token, token secret, token type, expiry, refresh token expiry, extras, scopes (NULL: keep).
+const REFRESH_VALUES: usize = 10;
+/// Most rows written by one multi-row refresh statement.
+const REFRESH_CHUNK: usize = 64;
+
+/// `UPDATE connections .. FROM (VALUES ..) .. RETURNING id` for `rows` rows on SQLite or
+/// PostgreSQL: like [`SeaStore::refreshed_row`] for each row, only where the row's holder still
+/// holds the lease.
+///
+/// The refresh time is bound first: once (`$1`) on PostgreSQL, twice (the first two `?`) on
+/// SQLite, whose `?` parameters are numbered in order of appearance.
+fn multi_row_refresh_sql(backend: Backend, rows: usize) -> String {
+    use std::fmt::Write as _;
+    let postgres = backend == Backend::Postgres;
+    let col = |n: usize| if postgres { format!("v.c{n}") } else { format!("v.column{n}") };
+    let mut values = String::with_capacity(rows * REFRESH_VALUES * 5);
+    for r in 0..rows {
+        values.push_str(if r == 0 { "(" } else { ", (" });
+        for c in 0..REFRESH_VALUES {
+            if c > 0 {
+                values.push_str(", ");
+            }
+            if postgres {
+                let _ = write!(values, "${}", r * REFRESH_VALUES + c + 2);
+            } else {
+                values.push('?');
+            }
+        }
+        values.push(')');
+    }
+    let alias = if postgres {
+        let names: Vec<String> = (1..=REFRESH_VALUES).map(|n| format!("c{n}")).collect();
+        format!("v({})", names.join(", "))
+    } else {
+        "v".to_owned()
+    };
+    let active = ConnectionStatus::Active.as_str();
+    let now_ms = if postgres { "$1" } else { "?" };
+    format!(
+        "UPDATE connections SET access_token = {at}, refresh_token = {rt}, token_secret = {ts}, \
+         token_type = {tt}, expires_at = {exp}, refresh_token_expires_at = {rexp}, token_extra = {extra}, \
+         scopes = COALESCE({scopes}, scopes), status = '{active}', last_refreshed_at = {now_ms}, \
+         last_error = NULL, lease_holder = NULL, lease_until = NULL, updated_at = {now_ms}, \
+         version = version + 1 FROM (VALUES {values}) AS {alias} \
+         WHERE connections.id = {id} AND connections.lease_holder = {holder} RETURNING {returning}",
+        id = col(1),
+        holder = col(2),
+        at = col(3),
+        rt = col(4),
+        ts = col(5),
+        tt = col(6),
+        exp = col(7),
+        rexp = col(8),
+        extra = col(9),
+        scopes = col(10),
+        returning = if postgres { "connections.id" } else { "id" },
+    )
+}
+
 /// Active connections with tokens that expire before `before` and whose lease is free at `now`.
 fn due(before: DateTime<Utc>, now: DateTime<Utc>) -> Condition {
     Condition::all()
@@ -481,6 +573,55 @@ impl SeaStore {
             .all(&self.db)
             .await
             .map_err(db_err(context))
+    }
+
+    /// One row of a multi-row refresh write: the values of [`REFRESH_VALUES`], in order.
+    fn refreshed_values(&self, id: ConnectionId, holder: &str, tokens: &TokenSet) -> Result<Vec<Value>> {
+        check_len("the token type", &tokens.token_type, limits::TOKEN_TYPE)?;
+        let row_id = id.to_string();
+        let sealed = self.seal_tokens(&row_id, tokens)?;
+        let scopes = tokens.scopes.as_deref().map(json_list).transpose()?;
+        Ok(vec![
+            Value::String(Some(row_id)),
+            Value::String(Some(holder.to_owned())),
+            Value::String(Some(sealed.access)),
+            Value::String(sealed.refresh),
+            Value::String(sealed.secret),
+            Value::String(Some(tokens.token_type.clone())),
+            Value::BigInt(tokens.expires_at.map(ms)),
+            Value::BigInt(tokens.refresh_token_expires_at.map(ms)),
+            Value::String(extra_json(tokens)?),
+            Value::String(scopes),
+        ])
+    }
+
+    /// Writes `rows` (in `order`) with one statement per chunk of up to [`REFRESH_CHUNK`]
+    /// rows (chunk sizes are powers of two, so few distinct statements are prepared). Returns
+    /// the ids written: those whose holder still held the lease.
+    async fn write_refreshed_chunks(
+        &self,
+        txn: &DatabaseTransaction,
+        rows: &[Vec<Value>],
+        order: &[usize],
+        now: DateTime<Utc>,
+    ) -> std::result::Result<HashSet<String>, DbErr> {
+        let mut written = HashSet::with_capacity(rows.len());
+        let mut rest = order;
+        while !rest.is_empty() {
+            let size = REFRESH_CHUNK.min(1 << rest.len().ilog2());
+            let (chunk, tail) = rest.split_at(size);
+            rest = tail;
+            let now_values = if self.backend == Backend::Postgres { 1 } else { 2 };
+            let values = std::iter::repeat_n(Value::BigInt(Some(ms(now))), now_values)
+                .chain(chunk.iter().flat_map(|&i| rows[i].iter().cloned()))
+                .collect::<Vec<_>>();
+            let backend = txn.get_database_backend();
+            let sql = multi_row_refresh_sql(self.backend, size);
+            for row in txn.query_all_raw(Statement::from_sql_and_values(backend, sql, values)).await? {
+                written.insert(row.try_get::<String>("", "id")?);
+            }
+        }
+        Ok(written)
     }
 
     /// The conditional UPDATE that stores refreshed tokens and releases the lease, only while
