@@ -13,6 +13,7 @@ mod generic_keycloak;
 mod github;
 mod lifecycle;
 mod openapi;
+mod providers_bluesky;
 mod providers_discord;
 mod providers_dropbox;
 mod providers_facebook;

@@ -168,7 +168,7 @@ impl Tether {
     ///   request has them, and the authorization from
     ///   [`authorize_request`](Self::authorize_request) replaces any `Authorization`;
     /// - when the provider asks for a fresh proof (a DPoP nonce), the request is sent once more
-    ///   with one;
+    ///   with one (once per token);
     /// - on a 401 the token is force-refreshed once and the request sent again (not for OAuth
     ///   1.0a, whose tokens are not refreshed, nor for form bodies).
     ///
@@ -181,9 +181,12 @@ impl Tether {
         let provider = self.provider(conn.provider.as_str())?;
         let refreshable = provider.protocol() != Protocol::OAuth1 && request.form.is_empty();
         let method = request.method.as_str().to_owned();
-        let (mut forced, mut fresh_proof) = (false, false);
+        // `forced`: the token was refreshed once already; `refresh_next`: refresh before the
+        // next send (only the send right after the 401).
+        let (mut forced, mut refresh_next, mut fresh_proof) = (false, false, false);
         loop {
-            let authorization = self.authorize_request(id, &method, &url, &request.form, forced).await?;
+            let authorization = self.authorize_request(id, &method, &url, &request.form, refresh_next).await?;
+            refresh_next = false;
             let mut headers = request.headers.clone();
             for (name, value) in &provider_headers {
                 if !headers.contains_key(*name)
@@ -222,6 +225,10 @@ impl Tether {
             if status == 401 && !forced && refreshable {
                 tracing::info!(connection = %id, "provider answered 401; refreshing and retrying once");
                 forced = true;
+                refresh_next = true;
+                // The refresh may have changed what the server expects in a proof (its nonce):
+                // the new token gets its own fresh-proof retry. At most four sends in all.
+                fresh_proof = false;
                 continue;
             }
             return Ok(resp);
