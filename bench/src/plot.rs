@@ -115,7 +115,10 @@ Machine: {cpus} CPU(s), {cpu}. {scale}.
 
 `GET /v1/connections/{{id}}/token` for fresh tokens, spread uniformly over all connections,
 against an actix-web handler on the same machine that returns a constant JSON body of the same
-size (the ceiling: HTTP + JSON with no work). Each side is measured twice, interleaved.
+size (the ceiling: HTTP + JSON with no work). Each side is measured twice, interleaved, with
+the same load generator (one keep-alive connection pool of reqwest, the same number of
+concurrent clients). Tether runs with `serve`'s default database pool (4 connections on SQLite,
+10 on PostgreSQL; `TETHER_BENCH_POOL_SIZE` overrides it).
 
 Two rows per database: with the default token cache (a token read from the database is served
 again from memory for up to 2 s; with reads spread over every connection, only part of the
@@ -144,8 +147,11 @@ concurrent browsers, against the HTTP floor of a flow: 6 constant-body round tri
 ## 3. Refresh sweep
 
 Every connection due at once; the provider answers each refresh after 50 ms; the refresher
-runs with a concurrency of 256. Ideal = connections × 50 ms ÷ concurrency. The token endpoint
-counts refresh tokens presented twice (a duplicate refresh would be one).
+runs with a concurrency of 256 on the store as `serve` opens it (pool of 4 on SQLite, 10 on
+PostgreSQL). Ideal = connections × 50 ms ÷ concurrency. The refresher claims due connections in
+batches (one conditional update leases as many as it has free places) and stores the answers
+that have arrived in one transaction (see [architecture.md](architecture.md#a-token-request)).
+The token endpoint counts refresh tokens presented twice (a duplicate refresh would be one).
 
 | database | connections | concurrency | wall time | ideal | wall / ideal | refreshes seen by the provider | duplicates |
 |---|---|---|---|---|---|---|---|
