@@ -98,6 +98,7 @@ fn render(listing: &Value, docs: &Path) -> anyhow::Result<String> {
             _ if oauth1 => "signature",
             "basic" => "Basic",
             "post" => "body",
+            "private_key_jwt" => "private_key_jwt",
             other => other,
         };
         let scopes: Vec<String> = p

@@ -297,3 +297,118 @@ fn dated_suffix() -> String {
     let suffix = tether_core::random_token(3).unwrap_or_default();
     format!("{}-{suffix}", chrono::Utc::now().format("%Y%m%d"))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use tether_core::{ProviderConfig, ProviderId, ProviderSettings, reqwest};
+
+    use super::*;
+
+    fn settings(
+        public: &str,
+        extra: serde_json::Value,
+    ) -> tether_core::Result<(BlueskySettings, ProviderSettings, Url)> {
+        let public = Url::parse(public).unwrap();
+        let config = ProviderConfig {
+            extra: extra.as_object().unwrap().clone().into_iter().collect::<BTreeMap<_, _>>(),
+            ..Default::default()
+        };
+        let resolved = ProviderSettings::resolve("bluesky", &crate::SPEC, &config, &public)?;
+        let redirect = Url::parse(&format!("{}/callback/bluesky", public.as_str().trim_end_matches('/'))).unwrap();
+        let (id, http) = (ProviderId::parse("bluesky").unwrap(), reqwest::Client::new());
+        let ctx = ProviderContext { id: &id, settings: &resolved, http: &http, redirect_uri: &redirect };
+        let s = BlueskySettings::from_context(&ctx)?;
+        Ok((s, resolved, redirect))
+    }
+
+    fn key_jwk(kid: Option<&str>) -> (String, EsKey) {
+        let key = EsKey::generate().unwrap();
+        let mut jwk: serde_json::Value = serde_json::from_str(key.to_secret_jwk().expose_secret()).unwrap();
+        if let Some(kid) = kid {
+            jwk["kid"] = kid.into();
+        }
+        (jwk.to_string(), key)
+    }
+
+    #[test]
+    fn a_public_server_is_a_confidential_client_with_its_key_ring() {
+        let (k1, key1) = key_jwk(Some("k1"));
+        let (k2, key2) = key_jwk(None);
+        let (s, resolved, redirect) =
+            settings("https://tether.example", serde_json::json!({ "client_keys": [k1, k2] })).unwrap();
+        assert_eq!(s.client_id(), "https://tether.example/providers/bluesky/client-metadata.json");
+        assert_eq!(s.signing_kid(), Some("k1"), "the first key signs new sessions");
+        let jwks = s.jwks();
+        let kids: Vec<_> =
+            jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap().to_owned()).collect();
+        assert_eq!(kids, ["k1".to_owned(), key2.thumbprint()], "a key without kid is named by its thumbprint");
+        assert!(!jwks.to_string().contains("\"d\""), "no private part is published");
+        assert_eq!(jwks["keys"][0]["x"], key1.public_jwk().x);
+        let (id, http) = (ProviderId::parse("bluesky").unwrap(), reqwest::Client::new());
+        let ctx = ProviderContext { id: &id, settings: &resolved, http: &http, redirect_uri: &redirect };
+        let doc = s.client_metadata(&ctx);
+        assert_eq!(doc["jwks_uri"], "https://tether.example/providers/bluesky/jwks.json");
+        assert_eq!(doc["scope"], "atproto transition:generic");
+        let auth = s.client_auth("https://pds.example", Some("k1")).unwrap();
+        assert_eq!(auth[1], ("client_assertion_type", CLIENT_ASSERTION_TYPE.to_owned()));
+        // A session whose key left the ring must be connected again.
+        let e = s.client_auth("https://pds.example", Some("gone")).unwrap_err();
+        assert!(
+            matches!(e, tether_core::Error::Provider { kind: tether_core::ProviderErrorKind::InvalidGrant, .. }),
+            "{e}"
+        );
+        assert!(e.to_string().contains("`gone`"), "{e}");
+    }
+
+    #[test]
+    fn misconfigurations_are_named_and_keep_keys_out_of_messages() {
+        let e = settings("https://tether.example", serde_json::json!({})).err().unwrap().to_string();
+        assert!(e.contains("providers.bluesky.client_keys") && e.contains("tether keys bluesky-client-key"), "{e}");
+        let (k, _) = key_jwk(Some("k"));
+        let e = settings("http://tether.example", serde_json::json!({ "client_keys": [k] })).err().unwrap().to_string();
+        assert!(e.contains("https public_url"), "{e}");
+        let broken = r#"{"kty":"EC","crv":"P-256","x":"AAAA","y":"BBBB","d":"c2VjcmV0LXNjYWxhcg"}"#;
+        let e = settings("https://tether.example", serde_json::json!({ "client_keys": [broken] }))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("client_keys[0]") && !e.contains("c2VjcmV0LXNjYWxhcg"), "{e}");
+        let (a, _) = key_jwk(Some("same"));
+        let (b, _) = key_jwk(Some("same"));
+        let e =
+            settings("https://tether.example", serde_json::json!({ "client_keys": [a, b] })).err().unwrap().to_string();
+        assert!(e.contains("two keys have the kid `same`"), "{e}");
+        let e = settings(
+            "https://tether.example",
+            serde_json::json!({ "client_keys": [k.clone()], "default_server": "http://bsky.social" }),
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(e.contains("providers.bluesky.default_server"), "{e}");
+        let e = settings("http://localhost:8080", serde_json::json!({})).err().unwrap().to_string();
+        assert!(e.contains("http://127.0.0.1:PORT"), "{e}");
+    }
+
+    #[test]
+    fn the_development_client_lives_on_127_0_0_1() {
+        let (s, _, _) = settings("http://127.0.0.1:8080", serde_json::json!({})).unwrap();
+        assert_eq!(
+            s.client_id(),
+            "http://localhost?redirect_uri=http%3A%2F%2F127.0.0.1%3A8080%2Fcallback%2Fbluesky&scope=atproto+transition%3Ageneric"
+        );
+        assert_eq!(s.signing_kid(), None);
+        assert_eq!(s.client_auth("https://pds.example", None).unwrap().len(), 1, "client_id only");
+        assert_eq!(s.jwks()["keys"], serde_json::json!([]));
+    }
+
+    #[test]
+    fn generated_client_keys_load_back() {
+        let generated = generate_client_key().unwrap();
+        let key = parse_client_key(0, &generated).unwrap();
+        assert!(key.kid.starts_with("tether-2"), "{}", key.kid);
+        assert_eq!(scope_string(&["transition:generic".into(), "atproto".into()]), "atproto transition:generic");
+    }
+}

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 use tether_core::{
     AccountIdentity, ApiAnswer, AuthorizationHeaders, AuthorizationRequest, AuthorizationResponse, AuthorizationStart,
-    DpopNonces, EsKey, ExposeSecret, PkceMode, Provider, ProviderContext, ProviderErrorKind, ProviderSpec,
+    ClientAuth, DpopNonces, EsKey, ExposeSecret, PkceMode, Provider, ProviderContext, ProviderErrorKind, ProviderSpec,
     RevokeOutcome, SecretString, TokenSet, Url, async_trait, dpop_ath, dpop_proof, is_use_dpop_nonce, serde_json,
 };
 
@@ -24,6 +24,7 @@ pub static SPEC: ProviderSpec = ProviderSpec {
     revoke_url: Some("https://bsky.social/oauth/revoke"),
     default_scopes: &["atproto", "transition:generic"],
     pkce: PkceMode::S256,
+    client_auth: ClientAuth::PrivateKeyJwt,
     account_id_field: "did",
     account_name_field: "handle",
     requires_client_secret: false,

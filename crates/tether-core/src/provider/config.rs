@@ -175,6 +175,12 @@ impl ProviderSettings {
                 id.to_uppercase()
             )));
         }
+        if config.client_auth == Some(ClientAuth::PrivateKeyJwt) && spec.client_auth != ClientAuth::PrivateKeyJwt {
+            return Err(Error::Config(format!(
+                "{} = \"private_key_jwt\" is only for providers that sign their own assertions (bluesky)",
+                key("client_auth")
+            )));
+        }
         let base = public_url.as_str().trim_end_matches('/');
         let url = |name: &str, over: &Option<String>, default: &str| -> Result<Option<Url>> {
             let raw = over.as_deref().unwrap_or(default);

@@ -40,7 +40,7 @@ fn client(ctx: &ProviderContext<'_>) -> Result<CodeClient> {
         .set_redirect_uri(RedirectUrl::from_url(ctx.redirect_uri.clone()))
         .set_auth_type(match s.client_auth {
             ClientAuth::Basic => AuthType::BasicAuth,
-            ClientAuth::Post => AuthType::RequestBody,
+            ClientAuth::Post | ClientAuth::PrivateKeyJwt => AuthType::RequestBody,
         });
     if let Some(secret) = &s.client_secret {
         client = client.set_client_secret(ClientSecret::new(secret.expose_secret().to_owned()));

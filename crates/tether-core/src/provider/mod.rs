@@ -55,6 +55,10 @@ pub enum ClientAuth {
     Basic,
     /// `client_id` and `client_secret` in the form body (`client_secret_post`).
     Post,
+    /// A signed client assertion (RFC 7523 `private_key_jwt`) made by the provider itself from
+    /// its own key ring (Bluesky). Only providers that implement it can use it; the default
+    /// token requests cannot.
+    PrivateKeyJwt,
 }
 
 /// Whether a provider is one service or software that many independent servers run.

@@ -322,7 +322,8 @@ pub(crate) async fn reveal_token(
         ));
     }
     let conn = state.engine.connection(id).await?;
-    let token = match state.engine.access_token(id).await {
+    // DPoP-bound tokens are not shown: their key never leaves Tether.
+    let token = match state.engine.exportable_token(id, false).await {
         Ok(t) => t,
         Err(e) => return action_failed(&state, id, "Reading a token", e),
     };
