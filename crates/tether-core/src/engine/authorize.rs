@@ -5,7 +5,10 @@
 use url::Url;
 
 use super::Tether;
-use crate::{ApiAnswer, AuthorizationHeaders, ConnectionId, Error, Protocol, ProviderContext, Result, TokenSet};
+use crate::{
+    ApiAnswer, AuthorizationHeaders, ConfiguredProvider, ConnectionId, Error, Protocol, ProviderContext, Result,
+    TokenSet,
+};
 
 /// A request to a provider's API on behalf of a connection, for [`Tether::send_api_request`].
 #[derive(Debug, Clone)]
@@ -71,14 +74,15 @@ impl Tether {
     /// connection's own server: a Mastodon instance, a Bluesky PDS) and the headers its API
     /// wants on every call besides the token
     /// ([`Provider::api_headers`](crate::Provider::api_headers)), from one read of the
-    /// connection.
+    /// connection (which must be usable: not `reauth_required`, not disconnected).
     pub async fn api_target(&self, id: ConnectionId) -> Result<(Url, Vec<(&'static str, String)>)> {
-        let (conn, stored) = self
-            .inner
-            .store
-            .connection_and_tokens(id, false)
-            .await?
-            .ok_or_else(|| Error::NotFound { what: "connection", id: id.to_string() })?;
+        let (_, base, headers) = self.api_target_of(id).await?;
+        Ok((base, headers))
+    }
+
+    /// [`api_target`](Self::api_target) with the connection's configured provider.
+    async fn api_target_of(&self, id: ConnectionId) -> Result<(&ConfiguredProvider, Url, Vec<(&'static str, String)>)> {
+        let (conn, stored) = self.live(id, false).await?;
         let provider = self.provider(conn.provider.as_str())?;
         // Only the endpoints are rebased on the connection's server: the API needs no client
         // registration, so none is read.
@@ -96,24 +100,21 @@ impl Tether {
             http: &self.inner.http,
             redirect_uri: &provider.redirect_uri,
         };
-        let base = match &stored {
-            Some(stored) => provider.provider.api_base_url(&ctx, &stored.tokens),
-            None => settings.api_base_url.clone(),
-        };
-        let base = base.ok_or_else(|| {
+        let base = provider.provider.api_base_url(&ctx, &stored.tokens).ok_or_else(|| {
             Error::InvalidInput(format!(
                 "provider `{}` has no api_base_url; set providers.{}.api_base_url",
                 provider.id, provider.id
             ))
         })?;
-        Ok((base, provider.provider.api_headers(&ctx)))
+        Ok((provider, base, provider.provider.api_headers(&ctx)))
     }
 
     /// The headers that authorize `method url` on behalf of a connection: a bearer token valid
     /// for at least the margin (refreshed first when needed), a DPoP-bound token with its
     /// proof, or an OAuth 1.0a signature over the URL and the form parameters. Set
     /// `force_refresh` when the provider just refused the previous token: see
-    /// [`token_rejected`](Self::token_rejected).
+    /// [`token_rejected`](Self::token_rejected). [`send_api_request`](Self::send_api_request)
+    /// sends whole requests with these headers and the retries providers need.
     pub async fn authorize_request(
         &self,
         id: ConnectionId,
@@ -124,6 +125,19 @@ impl Tether {
     ) -> Result<AuthorizationHeaders> {
         let conn = self.connection(id).await?;
         let provider = self.provider(conn.provider.as_str())?;
+        self.authorize_with(provider, id, method, url, form, force_refresh).await
+    }
+
+    /// [`authorize_request`](Self::authorize_request) for a connection of `provider`.
+    async fn authorize_with(
+        &self,
+        provider: &ConfiguredProvider,
+        id: ConnectionId,
+        method: &str,
+        url: &Url,
+        form: &[(String, String)],
+        force_refresh: bool,
+    ) -> Result<AuthorizationHeaders> {
         if provider.protocol() == Protocol::OAuth1 {
             return Ok(vec![("Authorization", self.sign_oauth1_request(id, method, url, form).await?)]);
         }
@@ -141,27 +155,6 @@ impl Tether {
         provider.authorize_api_request(&self.inner.http, &tokens, method, url)
     }
 
-    /// The `Authorization` header value for `method url` (see
-    /// [`authorize_request`](Self::authorize_request)). Fails with `token_bound` for providers
-    /// whose requests need more than this one header (DPoP): use
-    /// [`send_api_request`](Self::send_api_request) there.
-    pub async fn request_authorization(
-        &self,
-        id: ConnectionId,
-        method: &str,
-        url: &Url,
-        form: &[(String, String)],
-        force_refresh: bool,
-    ) -> Result<String> {
-        let headers = self.authorize_request(id, method, url, form, force_refresh).await?;
-        match headers.as_slice() {
-            [("Authorization", value)] => Ok(value.clone()),
-            _ => Err(Error::TokenBound(format!(
-                "connection `{id}` needs a proof with every request besides its token: use send_api_request"
-            ))),
-        }
-    }
-
     /// Sends a request to the connection's provider API with fresh credentials and returns
     /// the provider's answer, whatever its status:
     /// - the provider's API headers ([`api_target`](Self::api_target)) are added unless the
@@ -175,17 +168,15 @@ impl Tether {
     /// A path leaving the API base fails with [`Error::ForbiddenTarget`]; a provider that
     /// cannot be reached is a temporary provider error.
     pub async fn send_api_request(&self, id: ConnectionId, request: ApiRequest) -> Result<reqwest::Response> {
-        let (base, provider_headers) = self.api_target(id).await?;
+        let (provider, base, provider_headers) = self.api_target_of(id).await?;
         let url = api_url(&base, &request.path)?;
-        let conn = self.connection(id).await?;
-        let provider = self.provider(conn.provider.as_str())?;
         let refreshable = provider.protocol() != Protocol::OAuth1 && request.form.is_empty();
         let method = request.method.as_str().to_owned();
         // `forced`: the token was refreshed once already; `refresh_next`: refresh before the
         // next send (only the send right after the 401).
         let (mut forced, mut refresh_next, mut fresh_proof) = (false, false, false);
         loop {
-            let authorization = self.authorize_request(id, &method, &url, &request.form, refresh_next).await?;
+            let authorization = self.authorize_with(provider, id, &method, &url, &request.form, refresh_next).await?;
             refresh_next = false;
             let mut headers = request.headers.clone();
             for (name, value) in &provider_headers {

@@ -239,7 +239,7 @@ impl Tether {
     /// A connection that can still be used and its tokens, from one read: `reauth_required`,
     /// `disconnected` (or tokens gone) and unknown ids are the matching errors. Without
     /// `with_refresh_token` the refresh token is not opened (the hot path).
-    async fn live(&self, id: ConnectionId, with_refresh_token: bool) -> Result<(Connection, StoredTokens)> {
+    pub(super) async fn live(&self, id: ConnectionId, with_refresh_token: bool) -> Result<(Connection, StoredTokens)> {
         let (conn, tokens) = self
             .inner
             .store
