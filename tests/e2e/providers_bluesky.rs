@@ -182,8 +182,10 @@ e2e_test!(bluesky_connects_with_a_handle_posts_through_the_proxy_refreshes_and_r
     let sealed = raw_token_secret(&db, &id).await.expect("a DPoP key is stored");
     assert!(!sealed.contains("kty") && !sealed.contains("P-256"), "the key is not stored in clear: {sealed}");
 
-    // Posting through the proxy: a DPoP proof per request; the PDS's first nonce challenge is
-    // answered by sending again.
+    // Posting through the proxy: a DPoP proof per request. The PDS nonce learnt at connect
+    // (its getSession answered the identity check) went stale: the challenge is answered by
+    // sending again with the new nonce.
+    pds.rotate_nonce();
     let before = pds.nonce_challenges();
     let (status, created) = post(&h, &id, "hello from tether").await;
     assert_eq!(status, 200, "{created}");
@@ -236,6 +238,11 @@ e2e_test!(bluesky_connects_with_a_handle_posts_through_the_proxy_refreshes_and_r
     let (status, body) = post(&h, &id, "after expiry").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(pds.refresh_count(), refreshes + 1);
+
+    // Verify asks the PDS whose token it is.
+    let (status, body) = h.api_call(Method::POST, &format!("/v1/connections/{id}/verify"), None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["account"]["id"], pds.did());
 
     // Disconnect revokes the session at the authorization server.
     let (status, out) = h.api_call(Method::DELETE, &format!("/v1/connections/{id}"), None).await;
@@ -341,6 +348,9 @@ e2e_test!(bluesky_dead_session_becomes_reauth_required, |db| {
     let h = start(&db, &pds).await;
     let id = connect(&h, &pds, "user-1").await["id"].as_str().unwrap().to_owned();
     pds.revoke_all();
+    // Verify notices: the PDS refuses the token, the refresh is refused too.
+    let (status, body) = h.api_call(Method::POST, &format!("/v1/connections/{id}/verify"), None).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("reauth_required")), "{body}");
     let (status, body) = h.api_call(Method::POST, &format!("/v1/connections/{id}/refresh"), None).await;
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["error"]["code"], "reauth_required");

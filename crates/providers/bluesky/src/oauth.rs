@@ -206,6 +206,38 @@ pub(crate) async fn request_tokens(
     Ok(IssuedTokens { tokens, sub })
 }
 
+/// GETs `url` from a PDS with the DPoP-bound `access_token` and a proof (with `ath`) signed by
+/// `key`, sending once more when the PDS asks for a new nonce. Returns the status and body.
+pub(crate) async fn resource_get(
+    http: &reqwest::Client,
+    nonces: &DpopNonces,
+    key: &EsKey,
+    url: &Url,
+    access_token: &SecretString,
+) -> tether_core::Result<(u16, Vec<u8>)> {
+    let token = access_token.expose_secret();
+    for attempt in 0..2 {
+        let nonce = nonces.get(url);
+        let proof = dpop_proof(key, "GET", url.as_str(), nonce.as_deref(), Some(token))
+            .map_err(|e| provider_error(ProviderErrorKind::Protocol, format!("signing a DPoP proof: {e}")))?;
+        let resp = http
+            .get(url.clone())
+            .header(reqwest::header::AUTHORIZATION, format!("DPoP {token}"))
+            .header("DPoP", proof)
+            .send()
+            .await
+            .map_err(|e| tether_core::Error::provider_unreachable(PROVIDER_ID, &e))?;
+        let learnt = nonces.update_from_headers(url, resp.headers());
+        let status = resp.status().as_u16();
+        if attempt == 0 && learnt && is_use_dpop_nonce(status, resp.headers(), &[]) {
+            continue;
+        }
+        let body = resp.bytes().await.map_err(|e| tether_core::Error::provider_unreachable(PROVIDER_ID, &e))?;
+        return Ok((status, body.iter().take(MAX_ANSWER_BYTES).copied().collect()));
+    }
+    Err(provider_error(ProviderErrorKind::Temporary { retry_after: None }, "the PDS kept asking for a new DPoP nonce"))
+}
+
 /// Revokes `token` at `revocation_endpoint` (RFC 7009 with DPoP and client authentication).
 pub(crate) async fn revoke(
     http: &reqwest::Client,

@@ -12,7 +12,7 @@ use tether_core::{
 use crate::client::{BlueskySettings, CLIENT_METADATA_DOCUMENT, ClientIdentity, JWKS_DOCUMENT, scope_string};
 use crate::discovery::AuthorizationServer;
 use crate::identity::Did;
-use crate::oauth::{push_authorization_request, request_tokens, revoke};
+use crate::oauth::{push_authorization_request, request_tokens, resource_get, revoke};
 use crate::resolver::{Resolver, ResolverConfig};
 use crate::{PROVIDER_ID, ResolvedIdentity};
 
@@ -342,13 +342,47 @@ impl Provider for BlueskyProvider {
         Ok(tokens)
     }
 
+    /// Asks the account's PDS whose session the token is (`com.atproto.server.getSession`, with
+    /// DPoP): a liveness check (a refused token is `InvalidGrant`, so `verify` renews it or
+    /// marks the connection `reauth_required`) and a check that it is the connection's DID. The
+    /// name is the handle verified during the flow (the PDS's claim alone proves nothing).
     async fn fetch_account(
         &self,
         ctx: &ProviderContext<'_>,
         tokens: &TokenSet,
     ) -> tether_core::Result<AccountIdentity> {
-        let _ = ctx;
         let session = SessionInfo::from_tokens(tokens)?;
+        let url = session
+            .pds
+            .join("xrpc/com.atproto.server.getSession")
+            .map_err(|e| protocol(format!("the PDS URL: {e}")))?;
+        let (status, body) =
+            resource_get(ctx.http, &self.nonces, &dpop_key(tokens)?, &url, &tokens.access_token).await?;
+        match status {
+            200 => {}
+            401 | 403 => {
+                return Err(tether_core::Error::provider(
+                    PROVIDER_ID,
+                    ProviderErrorKind::InvalidGrant,
+                    format!("the PDS refused the access token (HTTP {status})"),
+                ));
+            }
+            s if s == 429 || s >= 500 => {
+                return Err(tether_core::Error::provider(
+                    PROVIDER_ID,
+                    ProviderErrorKind::Temporary { retry_after: None },
+                    format!("the PDS answered HTTP {s}"),
+                ));
+            }
+            s => return Err(protocol(format!("the PDS answered getSession with HTTP {s}"))),
+        }
+        let did = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v.get("did").and_then(|d| d.as_str()).map(str::to_owned))
+            .ok_or_else(|| protocol("the PDS's getSession answer names no DID"))?;
+        if did != session.did {
+            return Err(protocol(format!("the PDS says the token is {did}'s, not {}'s", session.did)));
+        }
         Ok(AccountIdentity { name: Some(session.handle.unwrap_or_else(|| session.did.clone())), id: session.did })
     }
 
