@@ -157,19 +157,26 @@ pub trait ConnectionStore: Send + Sync {
     }
     /// Stores several refreshes at once, like [`complete_refresh`](Self::complete_refresh) for
     /// each `(connection, lease holder, new tokens)`: each is written, and its lease released,
-    /// only while its holder still holds the lease. Returns, in order, whether each was written.
+    /// only while its holder still holds the lease. Returns, in order, whether each was written,
+    /// and whether the `refreshed` events were recorded too.
     ///
-    /// The default completes them one by one; stores should write them in one transaction.
+    /// With `events = Some(endpoints)`, a store may record a `refreshed` event for each written
+    /// connection, with a pending webhook delivery per endpoint named, in the same transaction
+    /// as the tokens (so the event appears together with them); it then answers `true` and the
+    /// caller records nothing more. The default completes them one by one and records no
+    /// events; stores should write everything in one transaction.
     async fn complete_refreshes(
         &self,
         done: &[(ConnectionId, &str, &TokenSet)],
         now: DateTime<Utc>,
-    ) -> Result<Vec<bool>> {
+        events: Option<&[String]>,
+    ) -> Result<(Vec<bool>, bool)> {
+        let _ = events;
         let mut written = Vec::with_capacity(done.len());
         for (id, holder, tokens) in done {
             written.push(self.complete_refresh(*id, holder, tokens, now).await?);
         }
-        Ok(written)
+        Ok((written, false))
     }
     /// How many connections have each status (for metrics). The default counts a listing;
     /// stores should override it with an aggregate query.

@@ -1383,10 +1383,13 @@ async fn concurrent_claims_take_each_due_connection_once(store: SeaStore) {
     // Each holder can complete exactly what it claimed.
     let fresh = tokens("at-new", Some("rt-new"), Some(t0 + Duration::hours(2)));
     let items: Vec<_> = claimed.iter().map(|(id, h)| (*id, h.as_str(), &fresh)).collect();
-    assert!(store.complete_refreshes(&items, now()).await.unwrap().iter().all(|w| *w));
+    let (written, events) = store.complete_refreshes(&items, now(), None).await.unwrap();
+    assert!(written.iter().all(|w| *w));
+    assert!(!events, "no events were asked for");
 }
 
 async fn complete_refreshes_writes_only_what_each_holder_still_holds(store: SeaStore) {
+    use tether_core::{DeliveryFilter, WebhookStore};
     let t0 = now();
     let a = connect(&store, "o", "a", Some(t0)).await;
     let b = connect(&store, "o", "b", Some(t0)).await;
@@ -1401,8 +1404,24 @@ async fn complete_refreshes_writes_only_what_each_holder_still_holds(store: SeaS
     let tb = tokens("at-b2", Some("rt-b2"), Some(t0 + Duration::hours(2)));
     let tc = tokens("at-c2", None, Some(t0 + Duration::hours(2)));
     // `b` is completed by a holder that does not hold its lease: nothing is written for it.
-    let written = store.complete_refreshes(&[(a, "h1", &ta), (b, "h1", &tb), (c, "h3", &tc)], t0).await.unwrap();
+    let endpoints = vec!["app".to_owned()];
+    let batch = [(a, "h1", &ta), (b, "h1", &tb), (c, "h3", &tc)];
+    let (written, events) = store.complete_refreshes(&batch, t0, Some(&endpoints)).await.unwrap();
     assert_eq!(written, vec![true, false, true]);
+    assert!(events, "the refreshed events were recorded with the tokens");
+    // One `refreshed` event, with its pending webhook delivery, per connection written.
+    for (id, expected) in [(a, 1), (b, 0), (c, 1)] {
+        let refreshed: Vec<_> =
+            store.events(id, 10).await.unwrap().into_iter().filter(|e| e.kind == EventKind::Refreshed).collect();
+        assert_eq!(refreshed.len(), expected, "events of {id}");
+        let filter = DeliveryFilter { connection_id: Some(id), limit: 10, ..Default::default() };
+        let deliveries = store.webhook_deliveries(&filter).await.unwrap();
+        assert_eq!(deliveries.len(), expected);
+        if let (Some(event), Some(delivery)) = (refreshed.first(), deliveries.first()) {
+            assert_eq!(delivery.event_id, event.id);
+            assert_eq!(delivery.endpoint, "app");
+        }
+    }
     assert_eq!(access_token(&store, a).await, "at-a2");
     assert_eq!(version(&store, a).await, va + 1);
     let ca = ConnectionStore::connection(&store, a).await.unwrap().unwrap();
@@ -1418,166 +1437,10 @@ async fn complete_refreshes_writes_only_what_each_holder_still_holds(store: SeaS
     assert_eq!(store.try_acquire_refresh_lease(a, "x", until, t0).await.unwrap(), LeaseOutcome::Acquired);
     assert_eq!(store.try_acquire_refresh_lease(c, "x", until, t0).await.unwrap(), LeaseOutcome::Acquired);
     assert_eq!(store.try_acquire_refresh_lease(b, "x", until, t0).await.unwrap(), LeaseOutcome::Held { until });
-    assert!(store.complete_refreshes(&[], t0).await.unwrap().is_empty());
-    // Unknown connections are not written.
-    assert_eq!(store.complete_refreshes(&[(ConnectionId::new(), "x", &tb)], t0).await.unwrap(), vec![false]);
-}
-
-async fn record_events_inserts_every_event(store: SeaStore) {
-    let a = connect(&store, "o", "a", None).await;
-    let b = connect(&store, "o", "b", None).await;
-    let event = |id, kind| NewEvent { connection_id: id, kind, message: None };
-    store
-        .record_events(vec![
-            event(a, EventKind::Refreshed),
-            event(b, EventKind::Refreshed),
-            event(a, EventKind::Refreshed),
-        ])
-        .await
-        .unwrap();
-    store.record_events(Vec::new()).await.unwrap();
-    let of_a = store.events(a, 10).await.unwrap();
-    assert_eq!(of_a.len(), 2);
-    assert!(of_a.iter().all(|e| e.kind == EventKind::Refreshed && e.connection_id == a));
-    assert_eq!(store.events(b, 10).await.unwrap().len(), 1);
-    assert!(store.record_events(vec![event(ConnectionId::new(), EventKind::Refreshed)]).await.is_err());
-}
-
-// ---------------------------------------------------------------------------------------------
-// Refresh in batches (the background refresher)
-// ---------------------------------------------------------------------------------------------
-
-store_tests!(
-    claim_due_for_refresh_leases_due_connections_soonest_first,
-    concurrent_claims_take_each_due_connection_once,
-    complete_refreshes_writes_only_what_each_holder_still_holds,
-    record_events_inserts_every_event,
-);
-
-async fn claim_due_for_refresh_leases_due_connections_soonest_first(store: SeaStore) {
-    let t0 = now();
-    let c10 = connect(&store, "o", "in-10m", Some(t0 + Duration::minutes(10))).await;
-    let c5 = connect(&store, "o", "in-5m", Some(t0 + Duration::minutes(5))).await;
-    let _later = connect(&store, "o", "in-2h", Some(t0 + Duration::hours(2))).await;
-    let _never = connect(&store, "o", "never", None).await;
-    let leased = connect(&store, "o", "leased", Some(t0 + Duration::minutes(1))).await;
-    store.try_acquire_refresh_lease(leased, "x", t0 + Duration::seconds(30), t0).await.unwrap();
-    let expired = connect(&store, "o", "expired", Some(t0 - Duration::minutes(1))).await;
-    let reauth = connect(&store, "o", "reauth", Some(t0 + Duration::minutes(1))).await;
-    store.set_status(reauth, ConnectionStatus::ReauthRequired, None).await.unwrap();
-    let gone = connect(&store, "o", "gone", Some(t0 + Duration::minutes(1))).await;
-    store.disconnect(gone).await.unwrap();
-
-    let before = t0 + Duration::hours(1);
-    let until = t0 + Duration::seconds(30);
-    let first = store.claim_due_for_refresh(before, t0, "sweep-1", until, 2).await.unwrap();
-    let ids: Vec<_> = first.iter().map(|(c, _)| c.id).collect();
-    assert_eq!(ids, vec![expired, c5]);
-    // Read under the lease, refresh token included, at the current version.
-    for (c, t) in &first {
-        assert_eq!(c.status, ConnectionStatus::Active);
-        assert_eq!(t.version, version(&store, c.id).await);
-        let rt = t.tokens.refresh_token.as_ref().expect("refresh token opened").expose_secret().to_owned();
-        assert_eq!(rt, format!("rt-o-{}", if c.id == expired { "expired" } else { "in-5m" }));
-        // Leased: nobody else can take it, and it is no longer due.
-        assert_eq!(
-            store.try_acquire_refresh_lease(c.id, "other", until, t0).await.unwrap(),
-            LeaseOutcome::Held { until }
-        );
-    }
-    assert_eq!(store.due_for_refresh(before, t0, 100).await.unwrap(), vec![c10]);
-    let second = store.claim_due_for_refresh(before, t0, "sweep-2", until, 100).await.unwrap();
-    assert_eq!(second.iter().map(|(c, _)| c.id).collect::<Vec<_>>(), vec![c10]);
-    assert!(store.claim_due_for_refresh(before, t0, "sweep-3", until, 100).await.unwrap().is_empty());
-    // The claim's holder releases like any holder; then the connection is due again.
-    store.release_refresh_lease(c10, "sweep-2", ConnectionStatus::Active, None).await.unwrap();
-    let again = store.claim_due_for_refresh(before, t0, "sweep-4", until, 100).await.unwrap();
-    assert_eq!(again.iter().map(|(c, _)| c.id).collect::<Vec<_>>(), vec![c10]);
-    // Expired leases are claimed again.
-    let later = t0 + Duration::seconds(31);
-    let taken_over = store.claim_due_for_refresh(before, later, "sweep-5", later + Duration::seconds(30), 100).await;
-    let ids: Vec<_> = taken_over.unwrap().iter().map(|(c, _)| c.id).collect();
-    assert_eq!(ids, vec![expired, leased, c5, c10]);
-    assert!(store.claim_due_for_refresh(before, t0, "", until, 1).await.is_err(), "an empty holder is refused");
-}
-
-async fn concurrent_claims_take_each_due_connection_once(store: SeaStore) {
-    let t0 = now();
-    let mut all = Vec::new();
-    for i in 0..40 {
-        all.push(connect(&store, "o", &format!("a-{i}"), Some(t0 + Duration::seconds(i))).await);
-    }
-    let barrier = Arc::new(tokio::sync::Barrier::new(6));
-    let mut tasks = Vec::new();
-    for w in 0..6 {
-        let store = store.clone();
-        let barrier = barrier.clone();
-        tasks.push(tokio::spawn(async move {
-            barrier.wait().await;
-            let holder = format!("sweeper-{w}");
-            let mut mine = Vec::new();
-            loop {
-                let claimed = store
-                    .claim_due_for_refresh(t0 + Duration::hours(1), t0, &holder, t0 + Duration::seconds(30), 5)
-                    .await
-                    .unwrap();
-                if claimed.is_empty() && store.due_for_refresh(t0 + Duration::hours(1), t0, 1).await.unwrap().is_empty()
-                {
-                    return mine;
-                }
-                mine.extend(claimed.into_iter().map(|(c, _)| (c.id, holder.clone())));
-            }
-        }));
-    }
-    let mut claimed = Vec::new();
-    for t in tasks {
-        claimed.extend(t.await.unwrap());
-    }
-    let mut ids: Vec<_> = claimed.iter().map(|(id, _)| *id).collect();
-    ids.sort();
-    all.sort();
-    assert_eq!(ids, all, "every due connection claimed exactly once");
-    // Each holder can complete exactly what it claimed.
-    let fresh = tokens("at-new", Some("rt-new"), Some(t0 + Duration::hours(2)));
-    let items: Vec<_> = claimed.iter().map(|(id, h)| (*id, h.as_str(), &fresh)).collect();
-    assert!(store.complete_refreshes(&items, now()).await.unwrap().iter().all(|w| *w));
-}
-
-async fn complete_refreshes_writes_only_what_each_holder_still_holds(store: SeaStore) {
-    let t0 = now();
-    let a = connect(&store, "o", "a", Some(t0)).await;
-    let b = connect(&store, "o", "b", Some(t0)).await;
-    let c = connect(&store, "o", "c", Some(t0)).await;
-    let (va, vb, vc) = (version(&store, a).await, version(&store, b).await, version(&store, c).await);
-    let until = t0 + Duration::seconds(30);
-    assert_eq!(store.try_acquire_refresh_lease(a, "h1", until, t0).await.unwrap(), LeaseOutcome::Acquired);
-    assert_eq!(store.try_acquire_refresh_lease(b, "h2", until, t0).await.unwrap(), LeaseOutcome::Acquired);
-    assert_eq!(store.try_acquire_refresh_lease(c, "h3", until, t0).await.unwrap(), LeaseOutcome::Acquired);
-    let mut ta = tokens("at-a2", Some("rt-a2"), Some(t0 + Duration::hours(2)));
-    ta.scopes = Some(vec!["narrower".into()]);
-    let tb = tokens("at-b2", Some("rt-b2"), Some(t0 + Duration::hours(2)));
-    let tc = tokens("at-c2", None, Some(t0 + Duration::hours(2)));
-    // `b` is completed by a holder that does not hold its lease: nothing is written for it.
-    let written = store.complete_refreshes(&[(a, "h1", &ta), (b, "h1", &tb), (c, "h3", &tc)], t0).await.unwrap();
-    assert_eq!(written, vec![true, false, true]);
-    assert_eq!(access_token(&store, a).await, "at-a2");
-    assert_eq!(version(&store, a).await, va + 1);
-    let ca = ConnectionStore::connection(&store, a).await.unwrap().unwrap();
-    assert_eq!(ca.scopes, vec!["narrower".to_string()]);
-    assert_eq!(ca.last_refreshed_at, Some(t0));
-    assert_eq!(ca.expires_at, Some(t0 + Duration::hours(2)));
-    assert_eq!(access_token(&store, b).await, "at-o-b");
-    assert_eq!(version(&store, b).await, vb);
-    let stored_c = store.tokens(c).await.unwrap().unwrap();
-    assert_eq!(stored_c.version, vc + 1);
-    assert!(stored_c.tokens.refresh_token.is_none(), "a refresh without a new refresh token stores none");
-    // Released: anyone may lease `a` and `c` now; `b` is still h2's.
-    assert_eq!(store.try_acquire_refresh_lease(a, "x", until, t0).await.unwrap(), LeaseOutcome::Acquired);
-    assert_eq!(store.try_acquire_refresh_lease(c, "x", until, t0).await.unwrap(), LeaseOutcome::Acquired);
-    assert_eq!(store.try_acquire_refresh_lease(b, "x", until, t0).await.unwrap(), LeaseOutcome::Held { until });
-    assert!(store.complete_refreshes(&[], t0).await.unwrap().is_empty());
-    // Unknown connections are not written.
-    assert_eq!(store.complete_refreshes(&[(ConnectionId::new(), "x", &tb)], t0).await.unwrap(), vec![false]);
+    assert!(store.complete_refreshes(&[], t0, Some(&endpoints)).await.unwrap().0.is_empty());
+    // Unknown connections are not written, and get no event.
+    let unknown = [(ConnectionId::new(), "x", &tb)];
+    assert_eq!(store.complete_refreshes(&unknown, t0, Some(&endpoints)).await.unwrap(), (vec![false], true));
 }
 
 async fn record_events_inserts_every_event(store: SeaStore) {

@@ -182,17 +182,18 @@ impl Tether {
         false
     }
 
-    /// The sweep's writer: stores the renewals that have arrived, all in one transaction, then
-    /// records their events in one insert; repeats until every renewal task is done. Returns
-    /// how many were stored.
+    /// The sweep's writer: stores the renewals that have arrived and their `refreshed` events,
+    /// all in one transaction; repeats until every renewal task is done. Returns how many were
+    /// stored.
     async fn store_renewals(self, mut renewals: mpsc::UnboundedReceiver<Renewal>) -> usize {
         let mut stored = 0;
         let mut batch = Vec::with_capacity(WRITE_BATCH);
+        let endpoints = self.inner.settings.webhooks.endpoints_for(EventKind::Refreshed);
         while renewals.recv_many(&mut batch, WRITE_BATCH).await > 0 {
             let items: Vec<(ConnectionId, &str, &TokenSet)> =
                 batch.iter().map(|r| (r.id, &*r.holder, &r.tokens)).collect();
-            match self.inner.store.complete_refreshes(&items, Utc::now()).await {
-                Ok(written) => {
+            match self.inner.store.complete_refreshes(&items, Utc::now(), Some(&endpoints)).await {
+                Ok((written, events_recorded)) => {
                     let mut events = Vec::with_capacity(batch.len());
                     for (renewal, ok) in batch.iter().zip(written) {
                         if ok {
@@ -206,7 +207,11 @@ impl Tether {
                         }
                     }
                     stored += events.len();
-                    self.record_refreshed(events).await;
+                    if !events_recorded {
+                        self.record_refreshed(events).await;
+                    } else if !endpoints.is_empty() && !events.is_empty() {
+                        self.inner.webhook_wakeup.notify_one();
+                    }
                 }
                 Err(e) => {
                     tracing::error!(error = %e, count = batch.len(), "storing refreshed tokens failed");
@@ -218,8 +223,9 @@ impl Tether {
         stored
     }
 
-    /// Records a `refreshed` event for each connection: one insert, or one by one (each with
-    /// its webhook deliveries) when an endpoint subscribes to them.
+    /// Records a `refreshed` event for each connection, for stores that did not record them
+    /// with the tokens: one insert, or one by one (each with its webhook deliveries) when an
+    /// endpoint subscribes to them.
     async fn record_refreshed(&self, ids: Vec<ConnectionId>) {
         if ids.is_empty() {
             return;

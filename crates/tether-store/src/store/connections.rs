@@ -10,11 +10,13 @@ use sea_orm::{
     QueryOrder, QuerySelect, Statement, Value,
 };
 use tether_core::{
-    AccountIdentity, Connection, ConnectionFilter, ConnectionId, ConnectionStatus, ConnectionStore, Error,
-    LeaseOutcome, NewConnection, OwnerId, ProviderId, Result, SecretString, StoredTokens, TokenSet,
+    AccountIdentity, Connection, ConnectionFilter, ConnectionId, ConnectionStatus, ConnectionStore, Error, EventKind,
+    LeaseOutcome, NewConnection, NewEvent, OwnerId, ProviderId, Result, SecretString, StoredTokens, TokenSet,
 };
 
+use super::events::insert_events;
 use super::names::{ACCESS_TOKEN, CONNECTIONS, REFRESH_TOKEN, TOKEN_SECRET};
+use super::webhooks::{check_endpoints, enqueue_deliveries};
 use super::{SeaStore, check_len, json_list, ms, parse_list, time, time_opt};
 use crate::connect::Backend;
 use crate::entity::connection::{self, Column, Entity};
@@ -276,8 +278,12 @@ impl ConnectionStore for SeaStore {
         &self,
         done: &[(ConnectionId, &str, &TokenSet)],
         now: DateTime<Utc>,
-    ) -> Result<Vec<bool>> {
+        events: Option<&[String]>,
+    ) -> Result<(Vec<bool>, bool)> {
         let context = "storing refreshed tokens";
+        if let Some(endpoints) = events {
+            check_endpoints(endpoints)?;
+        }
         let mut distinct: Vec<ConnectionId> = done.iter().map(|d| d.0).collect();
         distinct.sort_unstable();
         distinct.dedup();
@@ -329,8 +335,19 @@ impl ConnectionStore for SeaStore {
                 }
                 Err(e) => return Err(db_err(context)(e)),
             };
+            if let Some(endpoints) = events {
+                // The `refreshed` events (and their webhook deliveries) commit with the tokens.
+                let refreshed = done
+                    .iter()
+                    .zip(&written)
+                    .filter(|(_, w)| **w)
+                    .map(|(d, _)| NewEvent { connection_id: d.0, kind: EventKind::Refreshed, message: None })
+                    .collect();
+                let recorded = insert_events(&txn, refreshed).await?;
+                enqueue_deliveries(&txn, &recorded, endpoints).await?;
+            }
             match txn.commit().await {
-                Ok(()) => return Ok(written),
+                Ok(()) => return Ok((written, events.is_some())),
                 Err(e) if is_retryable_conflict(&e) && attempt < UPSERT_ATTEMPTS => {}
                 Err(e) => return Err(db_err(context)(e)),
             }

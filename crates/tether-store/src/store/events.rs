@@ -52,6 +52,39 @@ pub(super) async fn insert_event(db: &impl ConnectionTrait, new: NewEvent) -> Re
     to_event(&row)
 }
 
+/// Inserts several event rows with one statement on `db` (the pool or a transaction).
+pub(super) async fn insert_events(db: &impl ConnectionTrait, events: Vec<NewEvent>) -> Result<Vec<Event>> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let created_at = ms(Utc::now());
+    let rows: Vec<event::Model> = events
+        .into_iter()
+        .map(|new| event::Model {
+            id: Uuid::now_v7().to_string(),
+            connection_id: new.connection_id.to_string(),
+            kind: new.kind.as_str().to_owned(),
+            message: new.message.map(|m| m.chars().take(MESSAGE_MAX).collect()),
+            created_at,
+        })
+        .collect();
+    let active = rows.iter().map(|row| event::ActiveModel {
+        id: Set(row.id.clone()),
+        connection_id: Set(row.connection_id.clone()),
+        kind: Set(row.kind.clone()),
+        message: Set(row.message.clone()),
+        created_at: Set(row.created_at),
+    });
+    Entity::insert_many(active).exec_without_returning(db).await.map_err(|e| {
+        if is_foreign_key_violation(&e) {
+            Error::NotFound { what: "connection", id: "one of the events' connections".into() }
+        } else {
+            db_err("recording events")(e)
+        }
+    })?;
+    rows.iter().map(to_event).collect()
+}
+
 #[async_trait]
 impl EventStore for SeaStore {
     async fn record_event(&self, new: NewEvent) -> Result<Event> {
@@ -60,26 +93,8 @@ impl EventStore for SeaStore {
     }
 
     async fn record_events(&self, events: Vec<NewEvent>) -> Result<()> {
-        if events.is_empty() {
-            return Ok(());
-        }
-        let created_at = ms(Utc::now());
-        let rows = events.into_iter().map(|new| event::ActiveModel {
-            id: Set(Uuid::now_v7().to_string()),
-            connection_id: Set(new.connection_id.to_string()),
-            kind: Set(new.kind.as_str().to_owned()),
-            message: Set(new.message.map(|m| m.chars().take(MESSAGE_MAX).collect())),
-            created_at: Set(created_at),
-        });
         let _gate = self.write_gate().await;
-        Entity::insert_many(rows).exec_without_returning(&self.db).await.map_err(|e| {
-            if is_foreign_key_violation(&e) {
-                Error::NotFound { what: "connection", id: "one of the events' connections".into() }
-            } else {
-                db_err("recording events")(e)
-            }
-        })?;
-        Ok(())
+        insert_events(&self.db, events).await.map(|_| ())
     }
 
     async fn events(&self, connection: ConnectionId, limit: u64) -> Result<Vec<Event>> {

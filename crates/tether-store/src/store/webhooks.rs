@@ -3,7 +3,9 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+};
 use tether_core::{
     ClaimedDelivery, ConnectionId, DeliveryFilter, DeliveryOutcome, DeliveryStatus, Error, Event, EventKind, NewEvent,
     Result, WebhookDelivery, WebhookStore,
@@ -51,35 +53,55 @@ fn clip(error: &str) -> String {
     error.chars().take(ERROR_MAX).collect()
 }
 
+/// Checks webhook endpoint names before anything is written.
+pub(super) fn check_endpoints(endpoints: &[String]) -> Result<()> {
+    for endpoint in endpoints {
+        check_len("a webhook endpoint name", endpoint, limits::WEBHOOK_ENDPOINT)?;
+    }
+    Ok(())
+}
+
+/// Inserts one pending delivery per endpoint for each of `events`, on `db` (the transaction
+/// that records them).
+pub(super) async fn enqueue_deliveries(
+    db: &impl ConnectionTrait,
+    events: &[Event],
+    endpoints: &[String],
+) -> Result<()> {
+    if endpoints.is_empty() || events.is_empty() {
+        return Ok(());
+    }
+    let rows = events.iter().flat_map(|event| {
+        let created_at = ms(event.created_at);
+        endpoints.iter().map(move |endpoint| webhook_delivery::ActiveModel {
+            id: Set(Uuid::now_v7().to_string()),
+            event_id: Set(event.id.to_string()),
+            connection_id: Set(event.connection_id.to_string()),
+            event_kind: Set(event.kind.as_str().to_owned()),
+            endpoint: Set(endpoint.clone()),
+            status: Set(DeliveryStatus::Pending.as_str().to_owned()),
+            attempts: Set(0),
+            next_attempt_at: Set(Some(created_at)),
+            claim_holder: Set(None),
+            claimed_until: Set(None),
+            last_attempt_at: Set(None),
+            last_status_code: Set(None),
+            last_error: Set(None),
+            created_at: Set(created_at),
+            delivered_at: Set(None),
+        })
+    });
+    Entity::insert_many(rows).exec_without_returning(db).await.map_err(db_err("enqueuing webhooks"))?;
+    Ok(())
+}
+
 #[async_trait]
 impl WebhookStore for SeaStore {
     async fn record_event_with_deliveries(&self, new: NewEvent, endpoints: &[String]) -> Result<Event> {
-        for endpoint in endpoints {
-            check_len("a webhook endpoint name", endpoint, limits::WEBHOOK_ENDPOINT)?;
-        }
+        check_endpoints(endpoints)?;
         let (txn, _gate) = self.begin_write().await?;
         let event = insert_event(&txn, new).await?;
-        if !endpoints.is_empty() {
-            let created_at = ms(event.created_at);
-            let rows = endpoints.iter().map(|endpoint| webhook_delivery::ActiveModel {
-                id: Set(Uuid::now_v7().to_string()),
-                event_id: Set(event.id.to_string()),
-                connection_id: Set(event.connection_id.to_string()),
-                event_kind: Set(event.kind.as_str().to_owned()),
-                endpoint: Set(endpoint.clone()),
-                status: Set(DeliveryStatus::Pending.as_str().to_owned()),
-                attempts: Set(0),
-                next_attempt_at: Set(Some(created_at)),
-                claim_holder: Set(None),
-                claimed_until: Set(None),
-                last_attempt_at: Set(None),
-                last_status_code: Set(None),
-                last_error: Set(None),
-                created_at: Set(created_at),
-                delivered_at: Set(None),
-            });
-            Entity::insert_many(rows).exec_without_returning(&txn).await.map_err(db_err("enqueuing webhooks"))?;
-        }
+        enqueue_deliveries(&txn, std::slice::from_ref(&event), endpoints).await?;
         txn.commit().await.map_err(db_err("recording an event"))?;
         Ok(event)
     }
