@@ -39,9 +39,10 @@ fn config(db: &str, key: &str, provider: &str, refresher: bool) -> anyhow::Resul
     config_with(db, key, provider, refresher, "")
 }
 
-/// The pool size line of a bench config: `serve`'s default unless `TETHER_BENCH_POOL_SIZE` says.
+/// The pool size line of a bench config: 16 connections unless `TETHER_BENCH_POOL_SIZE` says.
 fn pool_size() -> String {
-    std::env::var("TETHER_BENCH_POOL_SIZE").map(|n| format!("database_pool_size = {n}")).unwrap_or_default()
+    let n = std::env::var("TETHER_BENCH_POOL_SIZE").unwrap_or_else(|_| "16".into());
+    format!("database_pool_size = {n}")
 }
 
 fn config_with(db: &str, key: &str, provider: &str, refresher: bool, extra: &str) -> anyhow::Result<Config> {

@@ -117,8 +117,8 @@ Machine: {cpus} CPU(s), {cpu}. {scale}.
 against an actix-web handler on the same machine that returns a constant JSON body of the same
 size (the ceiling: HTTP + JSON with no work). Each side is measured twice, interleaved, with
 the same load generator (one keep-alive connection pool of reqwest, the same number of
-concurrent clients). Tether runs with `serve`'s default database pool (4 connections on SQLite,
-10 on PostgreSQL; `TETHER_BENCH_POOL_SIZE` overrides it).
+concurrent clients). Tether's database pool has 16 connections (`TETHER_BENCH_POOL_SIZE`
+overrides it); SQLite files are read through a memory map.
 
 Two rows per database: with the default token cache (a token read from the database is served
 again from memory for up to 2 s; with reads spread over every connection, only part of the

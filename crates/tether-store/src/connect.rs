@@ -14,6 +14,11 @@ compile_error!("tether-store needs at least one of the features `sqlite`, `postg
 #[cfg(feature = "sqlite")]
 pub(crate) const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Most bytes of a SQLite file read through a memory map (address space, not memory: pages
+/// are the operating system's file cache, shared by every connection of the pool).
+#[cfg(feature = "sqlite")]
+const SQLITE_MMAP_SIZE: u64 = 1 << 30;
+
 /// Pool settings for [`SeaStore::connect_with`](crate::SeaStore::connect_with).
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
@@ -201,6 +206,11 @@ impl DatabaseUrl {
                             // Overwrite deleted content, so removed ciphertexts (disconnects,
                             // key rotation) do not linger in free pages of the file.
                             .pragma("secure_delete", "ON")
+                            // Read pages through a shared memory map instead of copying each
+                            // into the connection's own page cache with a read(): that cache is
+                            // small, and in WAL mode it is emptied whenever another connection
+                            // of the pool wrote, so reads otherwise re-copy pages constantly.
+                            .pragma("mmap_size", SQLITE_MMAP_SIZE.to_string())
                             .synchronous(SqliteSynchronous::Normal);
                         if memory { o } else { o.journal_mode(SqliteJournalMode::Wal) }
                     });
