@@ -63,6 +63,7 @@ impl Tether {
         let writer = tokio::spawn(self.clone().store_renewals(renewals));
         let mut tasks = tokio::task::JoinSet::new();
         let mut claimed_total = 0u64;
+        let mut renewed = 0;
         let mut failure = None;
         while claimed_total < settings.batch {
             let Ok(first) = permits.clone().acquire_owned().await else { break };
@@ -112,10 +113,15 @@ impl Tether {
                 let lead = settings.lead_time;
                 tasks.spawn(async move { engine.renew_claimed(conn, stored, holder, place, done, lead).await });
             }
+            // Reap finished tasks as the sweep goes: each keeps its memory until joined.
+            while let Some(finished) = tasks.try_join_next() {
+                if matches!(finished, Ok(true)) {
+                    renewed += 1;
+                }
+            }
         }
         metrics::gauge!("tether_refresher_due_connections").set(claimed_total as f64);
         drop(done);
-        let mut renewed = 0;
         while let Some(finished) = tasks.join_next().await {
             if matches!(finished, Ok(true)) {
                 renewed += 1;
