@@ -161,7 +161,6 @@ e2e_test!(background_refresher_renews_without_requests, |db| {
         assert!(tokio::time::Instant::now() < deadline, "the refresher did not renew the connection");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let (_, events) = h.api_call(Method::GET, &format!("/v1/connections/{id}/events"), None).await;
-    assert!(events["events"].as_array().unwrap().iter().any(|e| e["kind"] == "refreshed"));
+    h.wait_for_event(&id, "refreshed").await;
     h.stop().await;
 });

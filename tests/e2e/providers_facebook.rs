@@ -93,8 +93,7 @@ e2e_test!(facebook_background_refresher_renews_long_lived_tokens_nobody_reads, |
         waited += Duration::from_millis(200);
     }
     assert!(h.mock.refresh_count() >= 1, "the refresher renewed the token with fb_exchange_token");
-    let (_, events) = h.get(&format!("/v1/connections/{id}/events")).await;
-    assert!(events["events"].as_array().unwrap().iter().any(|e| e["kind"] == "refreshed"), "{events}");
+    h.wait_for_event(&id, "refreshed").await;
     h.stop().await;
 });
 

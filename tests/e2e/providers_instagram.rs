@@ -152,6 +152,6 @@ e2e_test!(instagram_background_refresher_renews_long_lived_tokens_nobody_reads, 
     }
     assert!(h.mock.refresh_count() >= 1, "the refresher renewed the token with ig_refresh_token");
     assert_eq!(h.mock.token_exchanges(), 1, "a renewal, not another exchange");
-    assert!(event_kinds(&h, &id).await.contains(&"refreshed".to_owned()));
+    h.wait_for_event(&id, "refreshed").await;
     h.stop().await;
 });

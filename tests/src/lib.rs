@@ -306,6 +306,21 @@ client_secret = "{client_secret}"
         list["connections"][0]["id"].as_str().expect("a connection").to_owned()
     }
 
+    /// Waits (up to 20 s) until the connection has an event of `kind` and returns its events.
+    /// Background work (the refresher) commits its event shortly after the provider answered,
+    /// so tests that saw the provider's side poll for the event instead of reading once.
+    pub async fn wait_for_event(&self, id: &str, kind: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let (_, events) = self.get(&format!("/v1/connections/{id}/events")).await;
+            if events["events"].as_array().is_some_and(|a| a.iter().any(|e| e["kind"] == kind)) {
+                return events;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "no `{kind}` event for {id}: {events}");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
     /// Number of connections stored.
     pub async fn connection_count(&self) -> usize {
         let (status, list) = self.api_call(reqwest::Method::GET, "/v1/connections", None).await;
