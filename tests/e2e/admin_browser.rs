@@ -116,6 +116,19 @@ async fn wait(c: &Client, css: &str) -> fantoccini::elements::Element {
     }
 }
 
+/// Waits until the browser is on a URL containing `part` (a form submit navigated).
+async fn wait_url(c: &Client, part: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let url = c.current_url().await.map(|u| u.to_string()).unwrap_or_default();
+        if url.contains(part) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "never reached a URL with `{part}`: {url}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn click(c: &Client, css: &str) {
     wait(c, css).await.click().await.unwrap_or_else(|e| panic!("clicking {css}: {e}"));
 }
@@ -294,6 +307,8 @@ async fn admin_pages_in_a_real_browser() {
     // Filters: status, then owner.
     wait(&c, "#filters select[name=status]").await.select_by_value("reauth_required").await.unwrap();
     click(&c, "#filters button[type=submit]").await;
+    // The row is on the unfiltered page too: wait for the filtered page before counting.
+    wait_url(&c, "status=reauth_required").await;
     wait(&c, &format!("tr[data-id='{dead}']")).await;
     assert_eq!(c.find_all(Locator::Css("tr.connection")).await.unwrap().len(), 1);
     // The connection that needs its user: a reconnect link to send them.
