@@ -105,8 +105,8 @@ async fn connect_with_input(
             | tether_core::Error::Provider { .. }),
         ) => {
             let status = crate::error::status_of(&e);
-            let display_name =
-                state.engine.connect_link_provider_name(&token).await.unwrap_or_else(|_| "this provider".to_owned());
+            let (display_name, prompt) =
+                state.engine.connect_link_provider(&token).await.unwrap_or_else(|_| ("this provider".to_owned(), None));
             let message = e.to_string();
             Ok(match (form.instance, form.login_hint) {
                 (Some(typed), _) => {
@@ -115,14 +115,8 @@ async fn connect_with_input(
                 }
                 (None, Some(typed)) => {
                     let value: String = typed.chars().take(tether_core::LOGIN_HINT_MAX).collect();
-                    let prompt = state
-                        .engine
-                        .connect_link_login_prompt(&token)
-                        .await
-                        .ok()
-                        .flatten()
-                        .unwrap_or_else(|| "Who are you".to_owned());
-                    login_hint_page(status, &display_name, &prompt, &value, Some(&message))
+                    let prompt = prompt.unwrap_or("Who are you");
+                    login_hint_page(status, &display_name, prompt, &value, Some(&message))
                 }
                 (None, None) => crate::pages::error_page(status, e.code(), &message),
             })

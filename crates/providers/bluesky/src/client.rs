@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use tether_core::{
-    CLIENT_ASSERTION_TYPE, EsKey, ExposeSecret, ProviderContext, SecretString, Url, client_assertion, serde_json,
+    CLIENT_ASSERTION_TYPE, EsKey, ExposeSecret, ProviderContext, ProviderId, ProviderSettings, SecretString, Url,
+    client_assertion, serde_json,
 };
 
 use crate::identity::is_loopback_http;
@@ -70,9 +71,9 @@ struct RawSettings {
 }
 
 /// `{public_url}` of the server, from the redirect URI `{public_url}/callback/{id}`.
-fn public_url(ctx: &ProviderContext<'_>) -> String {
-    let redirect = ctx.redirect_uri.as_str();
-    let suffix = format!("/callback/{}", ctx.id.as_str());
+fn public_url(id: &ProviderId, redirect_uri: &Url) -> String {
+    let redirect = redirect_uri.as_str();
+    let suffix = format!("/callback/{}", id.as_str());
     redirect.strip_suffix(&suffix).unwrap_or(redirect).to_owned()
 }
 
@@ -83,13 +84,22 @@ fn config_error(key: &str, message: impl std::fmt::Display) -> tether_core::Erro
 impl BlueskySettings {
     /// Reads and checks the settings of the provider configured in `ctx`.
     pub(crate) fn from_context(ctx: &ProviderContext<'_>) -> tether_core::Result<Self> {
-        let extra = serde_json::Value::Object(ctx.settings.extra.clone().into_iter().collect());
+        Self::from_parts(ctx.id, ctx.settings, ctx.redirect_uri)
+    }
+
+    /// Reads and checks the settings of the provider configured as `id`.
+    pub(crate) fn from_parts(
+        id: &ProviderId,
+        settings: &ProviderSettings,
+        redirect_uri: &Url,
+    ) -> tether_core::Result<Self> {
+        let extra = serde_json::Value::Object(settings.extra.clone().into_iter().collect());
         let raw: RawSettings = serde_json::from_value(extra).map_err(|e| config_error("*", e))?;
-        let public = public_url(ctx);
-        let documents_base = format!("{public}/providers/{}/", ctx.id.as_str());
+        let public = public_url(id, redirect_uri);
+        let documents_base = format!("{public}/providers/{}/", id.as_str());
         let public_parsed = Url::parse(&public).map_err(|e| config_error("public_url", e))?;
         let client = if raw.client_keys.is_empty() {
-            loopback_client(ctx, &public_parsed)?
+            loopback_client(settings, redirect_uri, &public_parsed)?
         } else {
             if public_parsed.scheme() != "https" && !(raw.allow_insecure_loopback && is_loopback_http(&public_parsed)) {
                 return Err(config_error(
@@ -247,7 +257,11 @@ pub(crate) fn scope_string(scopes: &[String]) -> String {
 
 /// The development client: only for a server on `http://127.0.0.1` (or `[::1]`), as the
 /// atproto spec requires of its redirect URIs.
-fn loopback_client(ctx: &ProviderContext<'_>, public: &Url) -> tether_core::Result<ClientIdentity> {
+fn loopback_client(
+    settings: &ProviderSettings,
+    redirect_uri: &Url,
+    public: &Url,
+) -> tether_core::Result<ClientIdentity> {
     let on_ip_loopback = public.scheme() == "http"
         && matches!(public.host(), Some(url::Host::Ipv4(ip)) if ip.is_loopback())
         || matches!(public.host(), Some(url::Host::Ipv6(ip)) if ip.is_loopback());
@@ -262,8 +276,8 @@ fn loopback_client(ctx: &ProviderContext<'_>, public: &Url) -> tether_core::Resu
     let mut client_id = Url::parse("http://localhost").map_err(|e| config_error("public_url", e))?;
     client_id
         .query_pairs_mut()
-        .append_pair("redirect_uri", ctx.redirect_uri.as_str())
-        .append_pair("scope", &scope_string(&ctx.settings.scopes));
+        .append_pair("redirect_uri", redirect_uri.as_str())
+        .append_pair("scope", &scope_string(&settings.scopes));
     // `Url` writes `http://localhost/?…`; the atproto form has no path.
     let client_id = client_id.as_str().replacen("http://localhost/?", "http://localhost?", 1);
     Ok(ClientIdentity::Loopback { client_id })

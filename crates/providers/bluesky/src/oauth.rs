@@ -28,41 +28,37 @@ fn provider_error(kind: ProviderErrorKind, message: impl Into<String>) -> tether
     tether_core::Error::provider(PROVIDER_ID, kind, message)
 }
 
-/// POSTs `form()` to `url` with a DPoP proof signed by `key`, sending it once more when the
-/// server answers `use_dpop_nonce`. `form` is called for each attempt (client assertions are
-/// single use). Only transport failures are errors; any answer is returned.
-pub(crate) async fn dpop_post(
-    http: &reqwest::Client,
+/// Sends a request to `url` with a DPoP proof signed by `key` (with `ath` when `access_token`
+/// is given: a resource request), sending it once more with the server's new nonce when it
+/// answers `use_dpop_nonce` (RFC 9449 §8–9). `build` makes the request for each attempt
+/// (client assertions are single use). Only transport failures and oversized answers are
+/// errors; any answer is returned, read up to [`MAX_ANSWER_BYTES`].
+async fn send_with_dpop(
     nonces: &DpopNonces,
     key: &EsKey,
+    method: &str,
     url: &Url,
-    form: impl Fn() -> tether_core::Result<Vec<(&'static str, String)>>,
+    access_token: Option<&str>,
+    build: impl Fn() -> tether_core::Result<reqwest::RequestBuilder>,
 ) -> tether_core::Result<Answer> {
-    let mut answer = None;
-    for _ in 0..2 {
+    let unreachable = |e: &reqwest::Error| {
+        provider_error(
+            ProviderErrorKind::Temporary { retry_after: None },
+            format!("{} could not be reached: {}", origin_of(url), describe_reqwest_error(e)),
+        )
+    };
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
         let nonce = nonces.get(url);
-        let proof = dpop_proof(key, "POST", url.as_str(), nonce.as_deref(), None)
+        let proof = dpop_proof(key, method, url.as_str(), nonce.as_deref(), access_token)
             .map_err(|e| provider_error(ProviderErrorKind::Protocol, format!("signing a DPoP proof: {e}")))?;
-        let mut resp = http
-            .post(url.clone())
-            .header("DPoP", proof)
-            .header(reqwest::header::ACCEPT, "application/json")
-            .form(&form()?)
-            .send()
-            .await
-            .map_err(|e| {
-                provider_error(
-                    ProviderErrorKind::Temporary { retry_after: None },
-                    format!("{} could not be reached: {}", origin_of(url), describe_reqwest_error(&e)),
-                )
-            })?;
-        nonces.update_from_headers(url, resp.headers());
+        let mut resp = build()?.header("DPoP", proof).send().await.map_err(|e| unreachable(&e))?;
+        let learnt = nonces.update_from_headers(url, resp.headers());
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let mut body = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(|e| {
-            provider_error(ProviderErrorKind::Temporary { retry_after: None }, describe_reqwest_error(&e))
-        })? {
+        while let Some(chunk) = resp.chunk().await.map_err(|e| unreachable(&e))? {
             if body.len() + chunk.len() > MAX_ANSWER_BYTES {
                 return Err(provider_error(
                     ProviderErrorKind::Protocol,
@@ -71,13 +67,26 @@ pub(crate) async fn dpop_post(
             }
             body.extend_from_slice(&chunk);
         }
-        let retry = is_use_dpop_nonce(status, &headers, &body);
-        answer = Some(Answer { status, body, retry_after: retry_after(&headers) });
-        if !retry {
-            break;
+        if attempt == 1 && learnt && is_use_dpop_nonce(status, &headers, &body) {
+            continue;
         }
+        return Ok(Answer { status, body, retry_after: retry_after(&headers) });
     }
-    answer.ok_or_else(|| provider_error(ProviderErrorKind::Protocol, "no answer"))
+}
+
+/// POSTs `form()` to an authorization server endpoint with a DPoP proof (see
+/// [`send_with_dpop`]). `form` is called for each attempt.
+pub(crate) async fn dpop_post(
+    http: &reqwest::Client,
+    nonces: &DpopNonces,
+    key: &EsKey,
+    url: &Url,
+    form: impl Fn() -> tether_core::Result<Vec<(&'static str, String)>>,
+) -> tether_core::Result<Answer> {
+    send_with_dpop(nonces, key, "POST", url, None, || {
+        Ok(http.post(url.clone()).header(reqwest::header::ACCEPT, "application/json").form(&form()?))
+    })
+    .await
 }
 
 fn origin_of(url: &Url) -> String {
@@ -206,36 +215,20 @@ pub(crate) async fn request_tokens(
     Ok(IssuedTokens { tokens, sub })
 }
 
-/// GETs `url` from a PDS with the DPoP-bound `access_token` and a proof (with `ath`) signed by
-/// `key`, sending once more when the PDS asks for a new nonce. Returns the status and body.
+/// GETs `url` from a PDS with the DPoP-bound `access_token` and a proof with `ath` (see
+/// [`send_with_dpop`]).
 pub(crate) async fn resource_get(
     http: &reqwest::Client,
     nonces: &DpopNonces,
     key: &EsKey,
     url: &Url,
     access_token: &SecretString,
-) -> tether_core::Result<(u16, Vec<u8>)> {
+) -> tether_core::Result<Answer> {
     let token = access_token.expose_secret();
-    for attempt in 0..2 {
-        let nonce = nonces.get(url);
-        let proof = dpop_proof(key, "GET", url.as_str(), nonce.as_deref(), Some(token))
-            .map_err(|e| provider_error(ProviderErrorKind::Protocol, format!("signing a DPoP proof: {e}")))?;
-        let resp = http
-            .get(url.clone())
-            .header(reqwest::header::AUTHORIZATION, format!("DPoP {token}"))
-            .header("DPoP", proof)
-            .send()
-            .await
-            .map_err(|e| tether_core::Error::provider_unreachable(PROVIDER_ID, &e))?;
-        let learnt = nonces.update_from_headers(url, resp.headers());
-        let status = resp.status().as_u16();
-        if attempt == 0 && learnt && is_use_dpop_nonce(status, resp.headers(), &[]) {
-            continue;
-        }
-        let body = resp.bytes().await.map_err(|e| tether_core::Error::provider_unreachable(PROVIDER_ID, &e))?;
-        return Ok((status, body.iter().take(MAX_ANSWER_BYTES).copied().collect()));
-    }
-    Err(provider_error(ProviderErrorKind::Temporary { retry_after: None }, "the PDS kept asking for a new DPoP nonce"))
+    send_with_dpop(nonces, key, "GET", url, Some(token), || {
+        Ok(http.get(url.clone()).header(reqwest::header::AUTHORIZATION, format!("DPoP {token}")))
+    })
+    .await
 }
 
 /// Revokes `token` at `revocation_endpoint` (RFC 7009 with DPoP and client authentication).

@@ -5,8 +5,9 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 use tether_core::{
     AccountIdentity, ApiAnswer, AuthorizationHeaders, AuthorizationRequest, AuthorizationResponse, AuthorizationStart,
-    ClientAuth, DpopNonces, EsKey, ExposeSecret, PkceMode, Provider, ProviderContext, ProviderErrorKind, ProviderSpec,
-    RevokeOutcome, SecretString, TokenSet, Url, async_trait, dpop_ath, dpop_proof, is_use_dpop_nonce, serde_json,
+    ClientAuth, DpopNonces, EsKey, ExposeSecret, PkceMode, Provider, ProviderContext, ProviderErrorKind, ProviderId,
+    ProviderSettings, ProviderSpec, RevokeOutcome, SecretString, TokenSet, Url, async_trait, dpop_ath, dpop_proof,
+    is_use_dpop_nonce, serde_json,
 };
 
 use crate::client::{BlueskySettings, CLIENT_METADATA_DOCUMENT, ClientIdentity, JWKS_DOCUMENT, scope_string};
@@ -178,8 +179,13 @@ impl Provider for BlueskyProvider {
         &SPEC
     }
 
-    fn check_settings(&self, ctx: &ProviderContext<'_>) -> tether_core::Result<()> {
-        BlueskySettings::from_context(ctx).map(|_| ())
+    fn check_settings(
+        &self,
+        id: &ProviderId,
+        settings: &ProviderSettings,
+        redirect_uri: &Url,
+    ) -> tether_core::Result<()> {
+        BlueskySettings::from_parts(id, settings, redirect_uri).map(|_| ())
     }
 
     fn authorization_url(
@@ -356,27 +362,18 @@ impl Provider for BlueskyProvider {
             .pds
             .join("xrpc/com.atproto.server.getSession")
             .map_err(|e| protocol(format!("the PDS URL: {e}")))?;
-        let (status, body) =
-            resource_get(ctx.http, &self.nonces, &dpop_key(tokens)?, &url, &tokens.access_token).await?;
-        match status {
-            200 => {}
-            401 | 403 => {
-                return Err(tether_core::Error::provider(
-                    PROVIDER_ID,
-                    ProviderErrorKind::InvalidGrant,
-                    format!("the PDS refused the access token (HTTP {status})"),
-                ));
-            }
-            s if s == 429 || s >= 500 => {
-                return Err(tether_core::Error::provider(
-                    PROVIDER_ID,
-                    ProviderErrorKind::Temporary { retry_after: None },
-                    format!("the PDS answered HTTP {s}"),
-                ));
-            }
-            s => return Err(protocol(format!("the PDS answered getSession with HTTP {s}"))),
+        let answer = resource_get(ctx.http, &self.nonces, &dpop_key(tokens)?, &url, &tokens.access_token).await?;
+        let kind = match answer.status {
+            200 => None,
+            401 | 403 => Some(ProviderErrorKind::InvalidGrant),
+            s if s == 429 || s >= 500 => Some(ProviderErrorKind::Temporary { retry_after: None }),
+            _ => Some(ProviderErrorKind::Protocol),
+        };
+        if let Some(kind) = kind {
+            let message = format!("the PDS answered getSession with HTTP {}", answer.status);
+            return Err(tether_core::Error::provider(PROVIDER_ID, kind, message));
         }
-        let did = serde_json::from_slice::<serde_json::Value>(&body)
+        let did = serde_json::from_slice::<serde_json::Value>(&answer.body)
             .ok()
             .and_then(|v| v.get("did").and_then(|d| d.as_str()).map(str::to_owned))
             .ok_or_else(|| protocol("the PDS's getSession answer names no DID"))?;

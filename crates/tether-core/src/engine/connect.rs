@@ -120,11 +120,11 @@ fn to_chrono(d: std::time::Duration) -> chrono::Duration {
 
 /// Checks a login hint the application gave or the user typed: trimmed, at most
 /// [`LOGIN_HINT_MAX`] characters, no control characters, and only for providers that take one.
-/// An empty hint stays empty (no hint).
-fn check_login_hint(provider: &ConfiguredProvider, hint: &str) -> Result<String> {
+/// An empty hint is no hint (`None`).
+fn check_login_hint(provider: &ConfiguredProvider, hint: &str) -> Result<Option<String>> {
     let hint = hint.trim();
     if hint.is_empty() {
-        return Ok(String::new());
+        return Ok(None);
     }
     if provider.provider.spec().login_hint_prompt.is_none() {
         return Err(Error::InvalidInput(format!("provider `{}` takes no login_hint", provider.id)));
@@ -134,7 +134,7 @@ fn check_login_hint(provider: &ConfiguredProvider, hint: &str) -> Result<String>
             "login_hint must be at most {LOGIN_HINT_MAX} characters without control characters"
         )));
     }
-    Ok(hint.to_owned())
+    Ok(Some(hint.to_owned()))
 }
 
 impl Tether {
@@ -159,7 +159,7 @@ impl Tether {
             None => None,
         };
         let login_hint = match request.login_hint {
-            Some(hint) => Some(check_login_hint(provider, &hint)?).filter(|h| !h.is_empty()),
+            Some(hint) => check_login_hint(provider, &hint)?,
             None => None,
         };
         let token = random_token(32)?;
@@ -242,7 +242,7 @@ impl Tether {
         let configured = self.provider(pending.provider.as_str())?;
         let login_hint = match (pending.login_hint.as_deref(), login_hint) {
             (Some(fixed), _) => Some(fixed.to_owned()),
-            (None, Some(typed)) => Some(check_login_hint(configured, typed)?),
+            (None, Some(typed)) => check_login_hint(configured, typed)?,
             (None, None) => match configured.provider.spec().login_hint_prompt {
                 Some(prompt) => {
                     return Ok(ConnectStep::AskLoginHint {
@@ -252,8 +252,7 @@ impl Tether {
                 }
                 None => None,
             },
-        }
-        .filter(|h| !h.is_empty());
+        };
         let (provider, instance) = if configured.is_per_instance() {
             let chosen = match (pending.instance.as_deref(), instance) {
                 (Some(fixed), Some(typed)) => {
@@ -294,17 +293,12 @@ impl Tether {
         Ok(ConnectStep::Redirect(redirect))
     }
 
-    /// The display name of the provider of an unused connect link (for the connect page).
-    pub async fn connect_link_provider_name(&self, link_token: &str) -> Result<String> {
+    /// The provider of an unused connect link, as the connect page shows it: its display name
+    /// and, when it takes a login hint, what to ask the user.
+    pub async fn connect_link_provider(&self, link_token: &str) -> Result<(String, Option<&'static str>)> {
         let pending = self.inner.store.unstarted_connect_session(&hash_secret(link_token), Utc::now()).await?;
-        Ok(self.provider(pending.provider.as_str())?.settings.display_name.clone())
-    }
-
-    /// What the connect page of an unused link asks the user for, when its provider takes a
-    /// login hint.
-    pub async fn connect_link_login_prompt(&self, link_token: &str) -> Result<Option<String>> {
-        let pending = self.inner.store.unstarted_connect_session(&hash_secret(link_token), Utc::now()).await?;
-        Ok(self.provider(pending.provider.as_str())?.provider.spec().login_hint_prompt.map(str::to_owned))
+        let provider = self.provider(pending.provider.as_str())?;
+        Ok((provider.settings.display_name.clone(), provider.provider.spec().login_hint_prompt))
     }
 
     async fn start_authorization(

@@ -253,10 +253,12 @@ pub trait Provider: Send + Sync + 'static {
     fn spec(&self) -> &'static ProviderSpec;
 
     /// Checks the provider's own settings when the server starts (e.g. keys and modes in
-    /// `ctx.settings.extra`), so a misconfiguration fails at start with a message naming the
-    /// setting rather than at the first connect. The default accepts everything.
-    fn check_settings(&self, ctx: &ProviderContext<'_>) -> Result<()> {
-        let _ = ctx;
+    /// `settings.extra`) for the provider configured as `id` with `redirect_uri`, so a
+    /// misconfiguration fails at start with a message naming the setting rather than at the
+    /// first connect. No HTTP client is needed (none is built at start for it). The default
+    /// accepts everything.
+    fn check_settings(&self, id: &ProviderId, settings: &ProviderSettings, redirect_uri: &Url) -> Result<()> {
+        let _ = (id, settings, redirect_uri);
         Ok(())
     }
 

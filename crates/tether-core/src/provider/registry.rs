@@ -92,10 +92,8 @@ impl ProviderRegistry {
         }
         let redirect_uri = Url::parse(&format!("{}/callback/{id}", public_url.as_str().trim_end_matches('/')))
             .map_err(|e| Error::Config(format!("public_url does not make a valid redirect URI: {e}")))?;
-        let configured = ConfiguredProvider { id: pid, provider: provider.clone(), settings, redirect_uri };
-        let http = reqwest::Client::new();
-        configured.provider.check_settings(&configured.ctx(&http))?;
-        Ok(configured)
+        provider.check_settings(&pid, &settings, &redirect_uri)?;
+        Ok(ConfiguredProvider { id: pid, provider: provider.clone(), settings, redirect_uri })
     }
 }
 
