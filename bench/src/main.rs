@@ -212,7 +212,9 @@ async fn refresh_sweep(scale: &Scale, backend: &str, db: &str, out: &mut String)
     let store = tether_store::SeaStore::connect(db, KeyRing::parse(&[key.as_str()])?).await?;
     store.migrate().await?;
     let n = scale.sweep_connections;
+    let seeding = Instant::now();
     servers::seed(&store, n, chrono::Duration::minutes(1)).await?;
+    eprintln!("{backend}: seeded {n} connections in {:.1} s; sweeping", seeding.elapsed().as_secs_f64());
     let endpoint = servers::RefreshEndpoint::default();
     let latency = Duration::from_millis(50);
     let (token_url, handle) = endpoint.start(latency, 2)?;
@@ -245,6 +247,14 @@ async fn refresh_sweep(scale: &Scale, backend: &str, db: &str, out: &mut String)
     handle.stop(false).await;
     let mut completions = endpoint.completions.lock().map(|c| c.clone()).unwrap_or_default();
     completions.sort_unstable();
+    let at = |q: usize| completions.get((n * q / 10).saturating_sub(1)).map_or(0.0, |ms| *ms as f64 / 1000.0);
+    eprintln!(
+        "{backend}: refreshes done at 10 % {:.1} s, 50 % {:.1} s, 90 % {:.1} s, 100 % {:.1} s",
+        at(1),
+        at(5),
+        at(9),
+        at(10)
+    );
     Ok(completions.iter().enumerate().map(|(i, ms)| (*ms as f64 / 1000.0, (i + 1) as f64)).collect())
 }
 

@@ -29,14 +29,31 @@ impl Default for RefresherSettings {
     }
 }
 
-/// A refresh the provider answered, waiting to be stored. Its permit keeps a place of the
-/// sweep's concurrency until the tokens are written.
+/// A refresh the provider answered, waiting to be stored. Its permit counts it among the
+/// answers the writer has yet to store (bounded like the provider places).
 struct Renewal {
     id: ConnectionId,
     holder: Arc<str>,
     tokens: TokenSet,
     provider: String,
-    _permit: OwnedSemaphorePermit,
+    _unwritten: OwnedSemaphorePermit,
+}
+
+/// A connection the sweep holds the refresh lease of (until `until`), with the tokens read
+/// under it, waiting for a place.
+struct Claimed {
+    conn: Connection,
+    stored: StoredTokens,
+    holder: Arc<str>,
+    until: chrono::DateTime<Utc>,
+}
+
+/// What a renewal needs besides its connection: its provider place, and the way to the
+/// writer.
+struct Renewing {
+    place: OwnedSemaphorePermit,
+    unwritten: Arc<Semaphore>,
+    done: mpsc::UnboundedSender<Renewal>,
 }
 
 /// Most renewals stored in one transaction.
@@ -46,73 +63,47 @@ impl Tether {
     /// One sweep: refreshes every due connection (bounded concurrency). Returns how many
     /// connections were renewed.
     ///
-    /// Due connections are claimed in batches, as many as there are free places: one
-    /// conditional update takes the refresh lease of the whole batch before any provider is
-    /// called (so each connection is refreshed once, however many replicas sweep), and the
-    /// tokens read under it are the ones refreshed. New tokens are stored, and their leases
-    /// released, by one writer in one transaction per batch of answers, with their `refreshed`
-    /// events inserted together.
+    /// Three parts run at once, so that no provider place waits for the database:
+    /// - a claimer takes the refresh leases of due connections in batches (one conditional
+    ///   update per batch, before any provider is called, so each connection is refreshed once
+    ///   however many replicas sweep) and keeps up to a quarter of the concurrency claimed
+    ///   ahead of the free places;
+    /// - up to `concurrency` renewals call their provider, each starting as soon as a place
+    ///   frees, with the tokens read under its lease;
+    /// - one writer stores the answers that have arrived, and releases their leases, in one
+    ///   transaction per batch, with their `refreshed` events. A place frees when its provider
+    ///   answered; answers waiting for the writer are bounded by the concurrency too.
     pub async fn refresh_due(&self, settings: &RefresherSettings) -> crate::Result<usize> {
-        let now = Utc::now();
-        let lead = chrono::Duration::from_std(settings.lead_time).unwrap_or(chrono::Duration::MAX);
-        let before = now + lead;
+        let concurrency = settings.concurrency.max(1);
         let lease_ttl =
             chrono::Duration::from_std(self.inner.settings.lease_ttl).unwrap_or(chrono::Duration::seconds(30));
-        let permits = Arc::new(Semaphore::new(settings.concurrency.max(1)));
+        let places = Arc::new(Semaphore::new(concurrency));
+        let unwritten = Arc::new(Semaphore::new(concurrency));
         let (done, renewals) = mpsc::unbounded_channel();
         let writer = tokio::spawn(self.clone().store_renewals(renewals));
+        let (ahead, mut claimed) = mpsc::channel((concurrency / 4).max(1));
+        let claimer = tokio::spawn(self.clone().claim_ahead(settings.clone(), lease_ttl, ahead));
         let mut tasks = tokio::task::JoinSet::new();
-        let mut claimed_total = 0u64;
         let mut renewed = 0;
-        let mut failure = None;
-        while claimed_total < settings.batch {
-            let Ok(first) = permits.clone().acquire_owned().await else { break };
-            let mut places = vec![first];
-            while (places.len() as u64) < settings.batch - claimed_total {
-                match permits.clone().try_acquire_owned() {
-                    Ok(p) => places.push(p),
-                    Err(_) => break,
+        while let Ok(place) = places.clone().acquire_owned().await {
+            let Some(Claimed { conn, stored, holder, until }) = claimed.recv().await else { break };
+            // A claim that waited for a place until half its lease is gone is given back: the
+            // provider's answer might otherwise arrive after another replica took the lease.
+            if until - Utc::now() < lease_ttl / 2 {
+                let released = self
+                    .inner
+                    .store
+                    .release_refresh_lease(conn.id, &holder, conn.status, conn.last_error.as_deref())
+                    .await;
+                if let Err(e) = released {
+                    tracing::debug!(connection = %conn.id, error = %e, "releasing a stale claim failed");
                 }
+                continue;
             }
-            let claim_at = Utc::now();
-            let claimed = match crate::random_token(6) {
-                Ok(tag) => {
-                    let holder: Arc<str> = format!("{}:{tag}", self.inner.holder_id).into();
-                    self.inner
-                        .store
-                        .claim_due_for_refresh(before, claim_at, &holder, claim_at + lease_ttl, places.len() as u64)
-                        .await
-                        .map(|c| (holder, c))
-                }
-                Err(e) => Err(e),
-            };
-            let (holder, claimed) = match claimed {
-                Ok(c) => c,
-                Err(e) => {
-                    failure = Some(e);
-                    break;
-                }
-            };
-            if claimed_total == 0 {
-                // Lag: how far past its renewal deadline (expiry minus lead time) the most
-                // urgent due connection is. Zero when the refresher keeps up.
-                let lag = claimed
-                    .first()
-                    .and_then(|(c, _)| c.expires_at)
-                    .map_or(0.0, |e| ((claim_at - (e - lead)).num_milliseconds() as f64 / 1000.0).max(0.0));
-                metrics::gauge!("tether_refresher_lag_seconds").set(lag);
-            }
-            if claimed.is_empty() {
-                break;
-            }
-            claimed_total += claimed.len() as u64;
-            for ((conn, stored), place) in claimed.into_iter().zip(places) {
-                let engine = self.clone();
-                let holder = holder.clone();
-                let done = done.clone();
-                let lead = settings.lead_time;
-                tasks.spawn(async move { engine.renew_claimed(conn, stored, holder, place, done, lead).await });
-            }
+            let renewal = Renewing { place, unwritten: unwritten.clone(), done: done.clone() };
+            let engine = self.clone();
+            let lead = settings.lead_time;
+            tasks.spawn(async move { engine.renew_claimed(conn, stored, holder, renewal, lead).await });
             // Reap finished tasks as the sweep goes: each keeps its memory until joined.
             while let Some(finished) = tasks.try_join_next() {
                 if matches!(finished, Ok(true)) {
@@ -120,6 +111,8 @@ impl Tether {
                 }
             }
         }
+        drop(claimed);
+        let (claimed_total, failure) = claimer.await.unwrap_or((0, None));
         metrics::gauge!("tether_refresher_due_connections").set(claimed_total as f64);
         drop(done);
         while let Some(finished) = tasks.join_next().await {
@@ -138,6 +131,59 @@ impl Tether {
         }
     }
 
+    /// The sweep's claimer: leases due connections, as many per claim as `ahead` has room for,
+    /// until `settings.batch` are claimed or none is due. Returns how many it claimed and the
+    /// error that stopped it, if one did.
+    async fn claim_ahead(
+        self,
+        settings: RefresherSettings,
+        lease_ttl: chrono::Duration,
+        ahead: mpsc::Sender<Claimed>,
+    ) -> (u64, Option<crate::Error>) {
+        let lead = chrono::Duration::from_std(settings.lead_time).unwrap_or(chrono::Duration::MAX);
+        let before = Utc::now() + lead;
+        let mut claimed_total = 0u64;
+        while claimed_total < settings.batch {
+            let Ok(first) = ahead.reserve().await else { break };
+            let room = (ahead.capacity() as u64 + 1).min(settings.batch - claimed_total);
+            let claim_at = Utc::now();
+            let until = claim_at + lease_ttl;
+            let holder: Arc<str> = match crate::random_token(6) {
+                Ok(tag) => format!("{}:{tag}", self.inner.holder_id).into(),
+                Err(e) => return (claimed_total, Some(e)),
+            };
+            let batch = match self.inner.store.claim_due_for_refresh(before, claim_at, &holder, until, room).await {
+                Ok(batch) => batch,
+                Err(e) => return (claimed_total, Some(e)),
+            };
+            if claimed_total == 0 {
+                // Lag: how far past its renewal deadline (expiry minus lead time) the most
+                // urgent due connection is. Zero when the refresher keeps up.
+                let lag = batch
+                    .first()
+                    .and_then(|(c, _)| c.expires_at)
+                    .map_or(0.0, |e| ((claim_at - (e - lead)).num_milliseconds() as f64 / 1000.0).max(0.0));
+                metrics::gauge!("tether_refresher_lag_seconds").set(lag);
+            }
+            if batch.is_empty() {
+                break;
+            }
+            claimed_total += batch.len() as u64;
+            let mut batch =
+                batch.into_iter().map(|(conn, stored)| Claimed { conn, stored, holder: holder.clone(), until });
+            if let Some(item) = batch.next() {
+                first.send(item);
+            }
+            for item in batch {
+                // Room was reserved by the capacity read above; only this task sends.
+                if ahead.send(item).await.is_err() {
+                    return (claimed_total, None);
+                }
+            }
+        }
+        (claimed_total, None)
+    }
+
     /// Refreshes one connection this sweep holds the lease of. A provider's answer goes to the
     /// writer (`done`); failures are handled here. Connections the batch path does not handle
     /// (no refresh path, backing off, per-instance lookup failing) are released and go through
@@ -147,8 +193,7 @@ impl Tether {
         conn: Connection,
         stored: StoredTokens,
         holder: Arc<str>,
-        place: OwnedSemaphorePermit,
-        done: mpsc::UnboundedSender<Renewal>,
+        renewing: Renewing,
         lead: Duration,
     ) -> bool {
         let id = conn.id;
@@ -174,8 +219,12 @@ impl Tether {
         };
         match self.call_refresh(&provider, &stored.tokens).await {
             Ok(tokens) => {
-                let renewal = Renewal { id, holder, tokens, provider: provider.id.to_string(), _permit: place };
-                if done.send(renewal).is_err() {
+                // The place frees once the answer is counted among those awaiting the writer;
+                // when the writer falls behind, that wait holds the place (back-pressure).
+                let Ok(unwritten) = renewing.unwritten.acquire_owned().await else { return false };
+                drop(renewing.place);
+                let renewal = Renewal { id, holder, tokens, provider: provider.id.to_string(), _unwritten: unwritten };
+                if renewing.done.send(renewal).is_err() {
                     tracing::error!(connection = %id, "the refresh writer stopped; new tokens not saved");
                 }
             }

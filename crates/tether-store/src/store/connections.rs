@@ -2,12 +2,12 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::sea_query::{Expr, ExprTrait, Func, LockBehavior, LockType, QueryStatementBuilder, SimpleExpr};
 use std::collections::HashSet;
 
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, Statement, Value,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait,
+    FromQueryResult, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Statement, Value,
 };
 use tether_core::{
     AccountIdentity, Connection, ConnectionFilter, ConnectionId, ConnectionStatus, ConnectionStore, Error, EventKind,
@@ -406,36 +406,70 @@ impl ConnectionStore for SeaStore {
         }
         check_len("the lease holder", holder, limits::LEASE_HOLDER)?;
         let context = "claiming connections due for refresh";
-        let ids = self.due_ids(before, now, limit, context).await?;
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        // One conditional UPDATE for the batch: it re-checks every condition, so of several
-        // replicas that listed the same rows, each row goes to exactly one of them.
-        {
-            let _gate = self.write_gate().await;
-            let taken = Entity::update_many()
-                .col_expr(Column::LeaseHolder, Expr::value(holder))
-                .col_expr(Column::LeaseUntil, Expr::value(ms(until)))
-                .filter(Column::Id.is_in(ids.iter().map(String::as_str)))
-                .filter(due(before, now))
-                .exec(&self.db)
-                .await
-                .map_err(db_err(context))?;
-            if taken.rows_affected == 0 {
+        let claim = Entity::update_many()
+            .col_expr(Column::LeaseHolder, Expr::value(holder))
+            .col_expr(Column::LeaseUntil, Expr::value(ms(until)));
+        let mut rows = if self.backend == Backend::MySql {
+            // MySQL has neither RETURNING nor LIMIT in an IN subquery: list, take, read back.
+            let ids = self.due_ids(before, now, limit, context).await?;
+            if ids.is_empty() {
                 return Ok(Vec::new());
             }
-        }
-        // What this claim holds, read under the lease (so the refresh tokens are current).
-        let rows = Entity::find()
-            .filter(Column::Id.is_in(ids.iter().map(String::as_str)))
-            .filter(Column::LeaseHolder.eq(holder))
-            .filter(Column::Status.eq(ConnectionStatus::Active.as_str()))
-            .order_by_asc(Column::ExpiresAt)
-            .order_by_asc(Column::Id)
-            .all(&self.db)
-            .await
-            .map_err(db_err(context))?;
+            {
+                let _gate = self.write_gate().await;
+                let taken = claim
+                    .filter(Column::Id.is_in(ids.iter().map(String::as_str)))
+                    .filter(still_due(before, now))
+                    .exec(&self.db)
+                    .await
+                    .map_err(db_err(context))?;
+                if taken.rows_affected == 0 {
+                    return Ok(Vec::new());
+                }
+            }
+            // Read under the lease (so the refresh tokens are current), by primary key only.
+            Entity::find()
+                .filter(Column::Id.is_in(ids.iter().map(String::as_str)))
+                .filter(Column::LeaseHolder.eq(holder))
+                .all(&self.db)
+                .await
+                .map_err(db_err(context))?
+        } else {
+            // SQLite and PostgreSQL: one statement lists, takes and returns the batch. On
+            // PostgreSQL the listing skips rows another replica's claim has locked.
+            let mut due = Entity::find()
+                .select_only()
+                .column(Column::Id)
+                .filter(due(before, now))
+                .order_by_asc(Column::ExpiresAt)
+                .order_by_asc(Column::Id)
+                .limit(limit);
+            let pick = if self.backend == Backend::Postgres {
+                due = due.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
+                // `id = ANY(ARRAY(..))`: the list is computed once and the rows are looked up
+                // by primary key. With `IN (..)`, the generic plan PostgreSQL caches for the
+                // prepared statement (it cannot see the limit) hash-joins a scan of the table.
+                let list = Expr::SubQuery(None, Box::new(due.into_query().into_sub_query_statement()));
+                Expr::cust_with_expr(r#""connections"."id" = ANY(ARRAY $1)"#, list)
+            } else {
+                Column::Id.in_subquery(due.into_query())
+            };
+            let mut update = claim.filter(pick).filter(still_due(before, now)).into_query();
+            update.returning_all();
+            let _gate = self.write_gate().await;
+            let taken = self.db.query_all(&update).await.map_err(db_err(context))?;
+            taken
+                .iter()
+                .map(|row| connection::Model::from_query_result(row, ""))
+                .collect::<std::result::Result<Vec<_>, DbErr>>()
+                .map_err(db_err(context))?
+        };
+        // Whatever a concurrent writer did between listing and taking, the conditional update
+        // re-checked every condition; the rows go back soonest expiry first.
+        rows.retain(|row| {
+            row.status == ConnectionStatus::Active.as_str() && row.lease_holder.as_deref() == Some(holder)
+        });
+        rows.sort_unstable_by(|a, b| (a.expires_at, &a.id).cmp(&(b.expires_at, &b.id)));
         let mut claimed = Vec::with_capacity(rows.len());
         for row in &rows {
             if let Some(tokens) = self.stored_tokens(row, true)? {
@@ -553,8 +587,22 @@ fn multi_row_refresh_sql(backend: Backend, rows: usize) -> String {
 
 /// Active connections with tokens that expire before `before` and whose lease is free at `now`.
 fn due(before: DateTime<Utc>, now: DateTime<Utc>) -> Condition {
+    due_with(Column::Status.eq(ConnectionStatus::Active.as_str()), before, now)
+}
+
+/// [`due`] for rows already picked by primary key: the same conditions, with the status
+/// compared through `COALESCE` so that no database can use the `(status, expires_at)` index
+/// for it. Given `id IN (..)` and an indexable status, SQLite (which keeps no statistics)
+/// walks that index over every due connection instead of looking the ids up, which made
+/// every claim cost time in proportion to the table.
+fn still_due(before: DateTime<Utc>, now: DateTime<Utc>) -> Condition {
+    let status = Expr::expr(Func::coalesce([Expr::col(Column::Status), Expr::val("")]));
+    due_with(status.eq(ConnectionStatus::Active.as_str()), before, now)
+}
+
+fn due_with(active: SimpleExpr, before: DateTime<Utc>, now: DateTime<Utc>) -> Condition {
     Condition::all()
-        .add(Column::Status.eq(ConnectionStatus::Active.as_str()))
+        .add(active)
         .add(Column::AccessToken.is_not_null())
         .add(Column::ExpiresAt.is_not_null())
         .add(Column::ExpiresAt.lt(ms(before)))
