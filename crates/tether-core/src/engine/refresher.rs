@@ -66,7 +66,7 @@ impl Tether {
     /// Three parts run at once, so that no provider place waits for the database:
     /// - a claimer takes the refresh leases of due connections in batches (one conditional
     ///   update per batch, before any provider is called, so each connection is refreshed once
-    ///   however many replicas sweep) and keeps up to a quarter of the concurrency claimed
+    ///   however many replicas sweep) and keeps up to half the concurrency claimed
     ///   ahead of the free places;
     /// - up to `concurrency` renewals call their provider, each starting as soon as a place
     ///   frees, with the tokens read under its lease;
@@ -81,7 +81,7 @@ impl Tether {
         let unwritten = Arc::new(Semaphore::new(concurrency));
         let (done, renewals) = mpsc::unbounded_channel();
         let writer = tokio::spawn(self.clone().store_renewals(renewals));
-        let (ahead, mut claimed) = mpsc::channel((concurrency / 4).max(1));
+        let (ahead, mut claimed) = mpsc::channel((concurrency / 2).max(1));
         let claimer = tokio::spawn(self.clone().claim_ahead(settings.clone(), lease_ttl, ahead));
         let mut tasks = tokio::task::JoinSet::new();
         let mut renewed = 0;
