@@ -149,8 +149,9 @@ concurrent browsers, against the HTTP floor of a flow: 6 constant-body round tri
 Every connection due at once; the provider answers each refresh after 50 ms; the refresher
 runs with a concurrency of 256 on the store as `serve` opens it (pool of 4 on SQLite, 10 on
 PostgreSQL). Ideal = connections × 50 ms ÷ concurrency. The refresher claims due connections in
-batches (one conditional update leases as many as it has free places) and stores the answers
-that have arrived in one transaction (see [architecture.md](architecture.md#a-token-request)).
+batches ahead of its free places (one statement leases and returns a batch, rows found by
+primary key), frees a place as soon as the provider answered, and stores the answers that
+have arrived in one transaction (see [architecture.md](architecture.md#a-token-request)).
 The token endpoint counts refresh tokens presented twice (a duplicate refresh would be one).
 
 | database | connections | concurrency | wall time | ideal | wall / ideal | refreshes seen by the provider | duplicates |
