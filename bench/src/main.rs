@@ -260,13 +260,24 @@ async fn refresh_sweep(scale: &Scale, backend: &str, db: &str, out: &mut String)
 
 /// An engine over `store` whose provider `mock` refreshes at `token_url`.
 fn sweep_engine(store: tether_store::SeaStore, db: &str, key: &str, token_url: &str) -> anyhow::Result<Tether> {
+    sweep_engine_with(store, db, key, token_url, EngineSettings::new(url::Url::parse("http://127.0.0.1:9/")?))
+}
+
+/// [`sweep_engine`] with its engine settings.
+fn sweep_engine_with(
+    store: tether_store::SeaStore,
+    db: &str,
+    key: &str,
+    token_url: &str,
+    settings: EngineSettings,
+) -> anyhow::Result<Tether> {
     let provider = format!(
         "client_id = \"c\"\nclient_secret = \"s\"\nauthorize_url = \"http://127.0.0.1:9/a\"\ntoken_url = \"{token_url}\"\n"
     );
     let cfg = config(db, key, &provider, true)?;
     let public = url::Url::parse("http://127.0.0.1:9/")?;
     let providers = ProviderRegistry::collect()?.configure(&cfg.providers, &public)?;
-    Ok(Tether::new(Arc::new(store), providers, EngineSettings::new(public))?)
+    Ok(Tether::new(Arc::new(store), providers, settings)?)
 }
 
 /// Section 4: token reads through 1, 2 and 4 replicas on one PostgreSQL database, while every
@@ -512,7 +523,7 @@ fn scale_label(s: &Scale) -> String {
 mod tests {
     use std::sync::atomic::Ordering;
 
-    use tether_core::{ConnectionId, ConnectionStore};
+    use tether_core::{ConnectionId, ConnectionStore, LeaseOutcome};
     use tether_store::testing::{TestDatabase, admin_url_from_env};
 
     use super::*;
@@ -601,5 +612,105 @@ mod tests {
     async fn two_sweepers_on_mysql() {
         let Some(admin) = admin_url_from_env("mysql") else { return };
         two_sweepers_and_readers_refresh_each_connection_once(TestDatabase::create(&admin).await.unwrap()).await;
+    }
+
+    /// With a provider slower than half the lease, a connection claimed ahead waits for a place
+    /// until too little of its lease is left to be refreshed safely: the sweep gives it back and
+    /// claims it again, so every provider call starts with at least half a lease in hand. The
+    /// provider here asks the database, at each call, how long the caller's lease still runs.
+    async fn claims_that_waited_too_long_are_given_back(db: TestDatabase) {
+        use actix_web::{App, HttpResponse, HttpServer, web};
+        let key = tether_core::EncryptionKey::generate().unwrap();
+        let n = 4;
+        let store = open_store(db.url(), &key).await.unwrap();
+        let ids = servers::seed(&store, n, chrono::Duration::minutes(1)).await.unwrap();
+        // The connection whose refresh token is `rt-<i>`, at index i (seeding returns ids in
+        // the order its tasks finished).
+        let mut by_token = vec![None; n];
+        for id in &ids {
+            let id = ConnectionId::parse(id).unwrap();
+            let stored = store.tokens(id).await.unwrap().unwrap();
+            let rt =
+                stored.tokens.refresh_token.as_ref().map(|t| tether_core::ExposeSecret::expose_secret(t).to_owned());
+            let i: usize = rt.as_deref().and_then(|t| t.strip_prefix("rt-")?.parse().ok()).unwrap();
+            by_token[i] = Some(id);
+        }
+        let ids: Arc<Vec<ConnectionId>> = Arc::new(by_token.into_iter().map(Option::unwrap).collect());
+        // Lease left at each provider call, in ms (-1: the lease had already run out).
+        let lease_left: Arc<std::sync::Mutex<Vec<i64>>> = Arc::default();
+        let (probe, seen, known) = (store.clone(), lease_left.clone(), ids.clone());
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let token_url = format!("http://{}/token", listener.local_addr().unwrap());
+        let server = HttpServer::new(move || {
+            let (probe, seen, known) = (probe.clone(), seen.clone(), known.clone());
+            App::new().route(
+                "/token",
+                web::post().to(move |form: web::Form<Vec<(String, String)>>| {
+                    let (probe, seen, known) = (probe.clone(), seen.clone(), known.clone());
+                    async move {
+                        let rt = form.iter().find(|(k, _)| k == "refresh_token").map(|(_, v)| v.clone());
+                        let i: usize = rt.as_deref().and_then(|t| t.strip_prefix("rt-")?.parse().ok()).unwrap();
+                        let now = chrono::Utc::now();
+                        let lease = probe.try_acquire_refresh_lease(known[i], "probe", now, now).await.unwrap();
+                        let left = match lease {
+                            LeaseOutcome::Held { until } => (until - now).num_milliseconds(),
+                            _ => -1,
+                        };
+                        seen.lock().unwrap().push(left);
+                        tokio::time::sleep(Duration::from_millis(700)).await;
+                        HttpResponse::Ok().json(serde_json::json!({
+                            "access_token": format!("at-{i}-next"),
+                            "refresh_token": format!("rt-{i}-next"),
+                            "token_type": "bearer",
+                            "expires_in": 7200,
+                        }))
+                    }
+                }),
+            )
+        })
+        .workers(1)
+        .disable_signals()
+        .listen(listener)
+        .unwrap()
+        .run();
+        let handle = server.handle();
+        tokio::spawn(server);
+        let mut settings = EngineSettings::new(url::Url::parse("http://127.0.0.1:9/").unwrap());
+        settings.lease_ttl = Duration::from_secs(1);
+        let engine = sweep_engine_with(store.clone(), db.url(), &key, &token_url, settings).unwrap();
+        let sweep = RefresherSettings {
+            lead_time: Duration::from_secs(600),
+            interval: Duration::from_millis(10),
+            concurrency: 1,
+            batch: n as u64,
+        };
+        let mut renewed = 0;
+        for _ in 0..20 {
+            renewed += engine.refresh_due(&sweep).await.unwrap();
+            if renewed == n {
+                break;
+            }
+        }
+        assert_eq!(renewed, n, "every connection renewed");
+        let left = lease_left.lock().unwrap().clone();
+        assert_eq!(left.len(), n, "one provider call per connection: {left:?}");
+        assert!(left.iter().all(|ms| *ms >= 400), "a refresh started with less than half its lease: {left:?}");
+        for id in ids.iter() {
+            assert_eq!(store.tokens(*id).await.unwrap().unwrap().version, 2, "{id} written once");
+        }
+        handle.stop(false).await;
+        let _ = store.close().await;
+        let _ = db.drop_database().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn stale_claims_given_back_on_sqlite() {
+        claims_that_waited_too_long_are_given_back(TestDatabase::sqlite()).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn stale_claims_given_back_on_postgres() {
+        let Some(admin) = admin_url_from_env("postgres") else { return };
+        claims_that_waited_too_long_are_given_back(TestDatabase::create(&admin).await.unwrap()).await;
     }
 }
