@@ -166,7 +166,11 @@ impl SeaStore {
     }
 
     async fn row(&self, id: ConnectionId, context: &str) -> Result<Option<connection::Model>> {
-        Entity::find_by_id(id.to_string()).one(&self.db).await.map_err(db_err(context))
+        // `.all()`, not `.one()`: the primary key matches at most one row, and `.one()` binds
+        // `LIMIT ?`, a parameter whose every re-binding makes SQLite compile the statement
+        // again (it may plan with the limit's value) — on every token read.
+        let rows = Entity::find_by_id(id.to_string()).all(&self.db).await.map_err(db_err(context))?;
+        Ok(rows.into_iter().next())
     }
 }
 
