@@ -108,6 +108,10 @@ pub struct HarnessOptions {
     pub encryption_keys: Option<Vec<String>>,
     /// `token_cache_ttl_ms` (default 100: the cache is exercised, disconnects stay quick).
     pub token_cache_ttl_ms: u64,
+    /// `token_cache_max_age_secs` (default 60, as served: cached tokens follow the change feed).
+    pub token_cache_max_age_secs: u64,
+    /// `token_cache_poll_ms` (default 50: disconnects wait 200 ms for other replicas' caches).
+    pub token_cache_poll_ms: u64,
 }
 
 impl HarnessOptions {
@@ -135,6 +139,8 @@ impl Default for HarnessOptions {
             refresher: false,
             encryption_keys: None,
             token_cache_ttl_ms: 100,
+            token_cache_max_age_secs: 60,
+            token_cache_poll_ms: 50,
         }
     }
 }
@@ -211,6 +217,8 @@ bind = "127.0.0.1:0"
 database_url = "{database_url}"
 database_pool_size = 4
 token_cache_ttl_ms = {token_cache_ttl_ms}
+token_cache_max_age_secs = {token_cache_max_age_secs}
+token_cache_poll_ms = {token_cache_poll_ms}
 api_keys = ["{API_KEY}", {{ key = "{READ_API_KEY}", scope = "read", name = "dashboard" }}]
 encryption_keys = {keys}
 {extra}
@@ -238,6 +246,8 @@ client_secret = "{client_secret}"
             provider_extra = options.provider_config,
             refresher = options.refresher,
             token_cache_ttl_ms = options.token_cache_ttl_ms,
+            token_cache_max_age_secs = options.token_cache_max_age_secs,
+            token_cache_poll_ms = options.token_cache_poll_ms,
         );
         let config = tether_server::Config::from_toml(&toml).expect("valid test configuration");
         let server =

@@ -68,7 +68,7 @@ pub use provider::{
 pub use provider::{TokenErrorClassifier, authorization_code_form, current_refresh_token, request_tokens};
 pub use random::{hash_secret, random_token, secure_eq};
 pub use seal::{EncryptionKey, KeyRing, SealContext, SealedSecret};
-pub use store::{ConnectionStore, EventStore, FlowStore, LeaseOutcome, Store, StoredTokens};
+pub use store::{ConnectionChange, ConnectionStore, EventStore, FlowStore, LeaseOutcome, Store, StoredTokens};
 pub use token::TokenSet;
 pub use webhook::{
     ClaimedDelivery, DeliveryFilter, DeliveryOutcome, DeliveryStatus, WebhookDelivery, WebhookEndpoint, WebhookPayload,

@@ -20,6 +20,20 @@ pub struct StoredTokens {
     pub version: i64,
 }
 
+/// One connection's last change, as the change feed lists it (no secrets): the token caches of
+/// other processes compare it with what they hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionChange {
+    /// The connection.
+    pub id: ConnectionId,
+    /// When it last changed (its `updated_at`).
+    pub updated_at: DateTime<Utc>,
+    /// Its row version (incremented on every token change).
+    pub version: i64,
+    /// Its status now.
+    pub status: ConnectionStatus,
+}
+
 /// Result of trying to take the refresh lease of a connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LeaseOutcome {
@@ -195,6 +209,11 @@ pub trait ConnectionStore: Send + Sync {
     async fn set_status(&self, id: ConnectionId, status: ConnectionStatus, last_error: Option<&str>) -> Result<()>;
     /// Deletes the connection's secrets and marks it disconnected.
     async fn disconnect(&self, id: ConnectionId) -> Result<()>;
+    /// The change feed: up to `limit` connections whose `updated_at` is at or after `since`, in
+    /// no particular order. Every write that changes a connection's tokens or status sets its
+    /// `updated_at` to the time of the write, so a caller that asks again from a little before
+    /// its previous question sees every change committed since (see the engine's token cache).
+    async fn changed_connections(&self, since: DateTime<Utc>, limit: u64) -> Result<Vec<ConnectionChange>>;
 }
 
 /// Connect sessions and authorization flows.

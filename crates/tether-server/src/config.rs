@@ -59,6 +59,16 @@ pub struct Config {
     /// replica serves the token afterwards.
     #[serde(default = "default_token_cache_ttl")]
     pub token_cache_ttl_ms: u64,
+    /// How long a cached token may be served while this process follows the change feed, in
+    /// seconds (default 60; 0: only `token_cache_ttl_ms` applies). Another replica's change to a
+    /// connection drops its entry at the next poll.
+    #[serde(default = "default_token_cache_max_age")]
+    pub token_cache_max_age_secs: u64,
+    /// How often the change feed is polled, in milliseconds (default 250, from 10 to 10000).
+    /// Entries are served on the feed's ground only while its last poll started less than four
+    /// intervals ago, and disconnects take at least that long to return.
+    #[serde(default = "default_token_cache_poll")]
+    pub token_cache_poll_ms: u64,
     /// Connections whose token the cache holds at most (default 100000).
     #[serde(default = "default_token_cache_capacity")]
     pub token_cache_capacity: usize,
@@ -235,6 +245,12 @@ fn default_provider_timeout() -> u64 {
 fn default_token_cache_ttl() -> u64 {
     2000
 }
+fn default_token_cache_max_age() -> u64 {
+    60
+}
+fn default_token_cache_poll() -> u64 {
+    250
+}
 fn default_token_cache_capacity() -> usize {
     100_000
 }
@@ -390,6 +406,9 @@ impl Config {
                 self.refresh_lease_secs
             );
         }
+        if !(10..=10_000).contains(&self.token_cache_poll_ms) {
+            bail!("token_cache_poll_ms ({}) must be between 10 and 10000", self.token_cache_poll_ms);
+        }
         Ok(())
     }
 
@@ -449,6 +468,8 @@ impl Config {
         s.allowed_return_origins = self.allowed_return_origins.clone();
         s.webhooks = self.webhook_settings()?;
         s.token_cache_ttl = Duration::from_millis(self.token_cache_ttl_ms);
+        s.token_cache_max_age = Duration::from_secs(self.token_cache_max_age_secs);
+        s.token_cache_poll_interval = Duration::from_millis(self.token_cache_poll_ms);
         s.token_cache_capacity = self.token_cache_capacity;
         Ok(s)
     }

@@ -167,6 +167,16 @@ pub async fn start(mut config: Config, options: ServeOptions) -> anyhow::Result<
                 .await;
         }));
     }
+    {
+        let engine = engine.clone();
+        background.push(spawn_background(|rx| async move {
+            engine
+                .run_token_cache_feed(async {
+                    let _ = rx.await;
+                })
+                .await;
+        }));
+    }
     if config.webhook_delivery.enabled && !config.webhooks.is_empty() {
         let engine = engine.clone();
         background.push(spawn_background(|rx| async move {

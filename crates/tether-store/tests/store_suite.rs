@@ -1462,3 +1462,75 @@ async fn record_events_inserts_every_event(store: SeaStore) {
     assert_eq!(store.events(b, 10).await.unwrap().len(), 1);
     assert!(store.record_events(vec![event(ConnectionId::new(), EventKind::Refreshed)]).await.is_err());
 }
+
+// ---------------------------------------------------------------------------------------------
+// Change feed
+// ---------------------------------------------------------------------------------------------
+
+store_tests!(changed_connections_list_every_write_with_its_new_state);
+
+/// The changes listed at or after `since`, by connection.
+async fn changes_since(
+    store: &SeaStore,
+    since: DateTime<Utc>,
+) -> std::collections::HashMap<ConnectionId, tether_core::ConnectionChange> {
+    store.changed_connections(since, 100).await.unwrap().into_iter().map(|c| (c.id, c)).collect()
+}
+
+/// Waits until the clock has moved to a new millisecond (`updated_at` has millisecond
+/// precision) and returns that moment.
+async fn next_millisecond() -> DateTime<Utc> {
+    let start = now();
+    tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+    let t = now();
+    assert!(t > start);
+    t
+}
+
+async fn changed_connections_list_every_write_with_its_new_state(store: SeaStore) {
+    let t0 = next_millisecond().await;
+    let a = connect(&store, "alice", "1", Some(t0 + Duration::hours(1))).await;
+    let b = connect(&store, "bob", "2", Some(t0 + Duration::hours(1))).await;
+    let seen = changes_since(&store, t0).await;
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[&a].status, ConnectionStatus::Active);
+    assert_eq!(seen[&a].version, version(&store, a).await);
+    let stored = ConnectionStore::connection(&store, a).await.unwrap().unwrap();
+    assert_eq!(seen[&a].updated_at, stored.updated_at, "the feed and a read agree on the stamp");
+    assert!(changes_since(&store, now() + Duration::seconds(1)).await.is_empty());
+    assert_eq!(store.changed_connections(t0, 1).await.unwrap().len(), 1, "the limit holds");
+
+    // A status change, listed with the status and no new version.
+    let t1 = next_millisecond().await;
+    store.set_status(a, ConnectionStatus::ReauthRequired, Some("grant gone")).await.unwrap();
+    let seen = changes_since(&store, t1).await;
+    assert_eq!(seen.keys().collect::<Vec<_>>(), vec![&a], "b did not change");
+    assert_eq!(seen[&a].status, ConnectionStatus::ReauthRequired);
+    assert!(seen[&a].updated_at >= t1);
+
+    // A refresh moves the version; taking the lease alone is not a change.
+    let t2 = next_millisecond().await;
+    let v = version(&store, b).await;
+    store.try_acquire_refresh_lease(b, "h", t2 + Duration::seconds(30), t2).await.unwrap();
+    assert!(changes_since(&store, t2).await.is_empty());
+    assert!(store.complete_refresh(b, "h", &tokens("at-new", Some("rt-new"), None), now()).await.unwrap());
+    let seen = changes_since(&store, t2).await;
+    assert_eq!((seen[&b].version, seen[&b].status), (v + 1, ConnectionStatus::Active));
+
+    // A failed refresh releasing its lease, a reconnect, a disconnect: each is listed.
+    let t3 = next_millisecond().await;
+    store.try_acquire_refresh_lease(b, "h", t3 + Duration::seconds(30), t3).await.unwrap();
+    store.release_refresh_lease(b, "h", ConnectionStatus::Active, Some("provider down")).await.unwrap();
+    assert!(changes_since(&store, t3).await.contains_key(&b));
+    let t4 = next_millisecond().await;
+    let (again, created) =
+        store.upsert_connection(new_connection("alice", "github", "1", tokens("at-re", None, None))).await.unwrap();
+    assert!(!created);
+    let seen = changes_since(&store, t4).await;
+    assert_eq!((seen[&again.id].status, seen.len()), (ConnectionStatus::Active, 1));
+    let t5 = next_millisecond().await;
+    store.disconnect(b).await.unwrap();
+    let seen = changes_since(&store, t5).await;
+    assert_eq!(seen.keys().collect::<Vec<_>>(), vec![&b]);
+    assert_eq!(seen[&b].status, ConnectionStatus::Disconnected);
+}

@@ -1,6 +1,7 @@
 //! The engine: connect sessions, the authorization-code flow, and fresh tokens.
 
 mod authorize;
+mod cache_feed;
 mod connect;
 mod instances;
 mod refresher;
@@ -47,9 +48,17 @@ pub struct EngineSettings {
     /// Webhook endpoints and delivery settings (none by default).
     pub webhooks: crate::WebhookSettings,
     /// How long a fresh token read from the database may be served again from memory without
-    /// reading it (zero: no cache). Disconnects wait this long after their commit before
-    /// returning, so no replica serves a disconnected connection's token afterwards.
+    /// reading it, on that ground alone (zero: not at all). Disconnects wait this long after
+    /// their commit before returning, so no replica serves a disconnected connection's token
+    /// afterwards.
     pub token_cache_ttl: Duration,
+    /// How long a cached token may be served while this process follows the change feed
+    /// ([`Tether::run_token_cache_feed`]; zero: the feed is not used). Entries whose connection
+    /// another replica changed are dropped at the next poll.
+    pub token_cache_max_age: Duration,
+    /// How often the change feed is polled. Cached tokens are served on the feed's ground only
+    /// while its last poll started less than four intervals ago, and disconnects wait that long.
+    pub token_cache_poll_interval: Duration,
     /// Connections whose token the cache holds at most.
     pub token_cache_capacity: usize,
 }
@@ -68,6 +77,8 @@ impl EngineSettings {
             provider_timeout: Duration::from_secs(20),
             webhooks: crate::WebhookSettings::default(),
             token_cache_ttl: Duration::from_secs(2),
+            token_cache_max_age: Duration::from_secs(60),
+            token_cache_poll_interval: Duration::from_millis(250),
             token_cache_capacity: 100_000,
         }
     }
@@ -120,7 +131,12 @@ impl Tether {
                 return Err(Error::Config(format!("provider `{}` is configured twice", dup.id)));
             }
         }
-        let token_cache = token_cache::TokenCache::new(settings.token_cache_ttl, settings.token_cache_capacity);
+        let token_cache = token_cache::TokenCache::new(token_cache::CacheSettings {
+            ttl: settings.token_cache_ttl,
+            max_age: settings.token_cache_max_age,
+            poll_interval: settings.token_cache_poll_interval,
+            capacity: settings.token_cache_capacity,
+        });
         let holder_id = format!("{}-{}", std::process::id(), crate::random_token(9)?);
         Ok(Self {
             inner: Arc::new(Inner {

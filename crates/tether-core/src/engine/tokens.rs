@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 
 use super::Tether;
+use super::token_cache::RowStamp;
 use crate::{
     ConfiguredProvider, Connection, ConnectionId, ConnectionStatus, Error, EventKind, LeaseOutcome, ProviderErrorKind,
     Result, RevokeOutcome, StoredTokens, TokenSet,
@@ -135,8 +136,8 @@ impl Tether {
         }
         let read_started = std::time::Instant::now();
         let margin = self.inner.settings.refresh_margin;
-        let token = self.token(id, false, margin).await?;
-        self.inner.token_cache.insert(&token, read_started, margin);
+        let (token, stamp) = self.token_stamped(id, false, margin).await?;
+        self.inner.token_cache.insert(&token, stamp, read_started, margin);
         Ok(token)
     }
 
@@ -152,6 +153,17 @@ impl Tether {
     }
 
     async fn token(&self, id: ConnectionId, force: bool, margin: Duration) -> Result<FreshToken> {
+        Ok(self.token_stamped(id, force, margin).await?.0)
+    }
+
+    /// [`token`](Self::token), with the state of the row the token was read from when it came
+    /// straight from the database (what the token cache compares with the change feed).
+    async fn token_stamped(
+        &self,
+        id: ConnectionId,
+        force: bool,
+        margin: Duration,
+    ) -> Result<(FreshToken, Option<RowStamp>)> {
         // Hot path: one read, one decryption (the refresh token stays sealed). Callers that
         // expect to refresh (forced, or the refresher) read the refresh token at once instead
         // of reading the row twice.
@@ -159,13 +171,14 @@ impl Tether {
         let (conn, quick) = self.live(id, expect_refresh).await?;
         let now = Utc::now();
         if !force && quick.tokens.is_fresh(now, chrono_of(margin)) {
-            return Ok(fresh(id, &quick.tokens, &conn.scopes));
+            let stamp = RowStamp { updated_at: conn.updated_at, version: quick.version };
+            return Ok((fresh(id, &quick.tokens, &conn.scopes), Some(stamp)));
         }
         let stored = if expect_refresh { quick } else { self.live(id, true).await?.1 };
         let provider = self.provider(conn.provider.as_str())?;
         if !provider.provider.can_refresh(&stored.tokens) {
             if stored.tokens.is_valid(now) && !force {
-                return Ok(fresh(id, &stored.tokens, &conn.scopes));
+                return Ok((fresh(id, &stored.tokens, &conn.scopes), None));
             }
             if force {
                 return Err(Error::provider(
@@ -179,7 +192,7 @@ impl Tether {
                 .await;
         }
         let provider = self.connection_provider(&conn).await?;
-        self.refresh_single_flight(&conn, &provider, stored, force, margin).await
+        Ok((self.refresh_single_flight(&conn, &provider, stored, force, margin).await?, None))
     }
 
     /// Asks the provider whose the connection's token is (its identity endpoint), with a token
@@ -449,7 +462,8 @@ impl Tether {
 
     /// Disconnects: revokes at the provider where it can (a failed revoke is reported, not
     /// fatal), then deletes the connection's secrets. Returns once no replica can serve the
-    /// token from its cache any more (after [`EngineSettings::token_cache_ttl`](crate::EngineSettings)).
+    /// token from its cache any more (after [`EngineSettings::token_cache_ttl`](crate::EngineSettings),
+    /// or four feed poll intervals if that is longer).
     pub async fn disconnect(&self, id: ConnectionId) -> Result<DisconnectOutcome> {
         let conn = self.connection(id).await?;
         if conn.status == ConnectionStatus::Disconnected {
@@ -478,7 +492,7 @@ impl Tether {
         self.record(id, EventKind::Disconnected, message).await;
         // Other replicas may hold this token in their cache, filled by a read that started
         // before the commit: once this returns, none of them can serve it any more.
-        let wait = self.inner.token_cache.ttl();
+        let wait = self.inner.token_cache.disconnect_wait();
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
         }

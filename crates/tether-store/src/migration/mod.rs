@@ -10,6 +10,7 @@ mod m20261122_000001_create_tables;
 mod m20261123_000001_webhook_deliveries;
 mod m20261127_000001_client_registrations;
 mod m20261128_000001_login_hint;
+mod m20261129_000001_connections_updated_at;
 
 /// Column lengths of indexed `VARCHAR` columns, enforced by the store before writing.
 ///
@@ -64,6 +65,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000001_webhook_deliveries::Migration),
             Box::new(m20261127_000001_client_registrations::Migration),
             Box::new(m20261128_000001_login_hint::Migration),
+            Box::new(m20261129_000001_connections_updated_at::Migration),
         ]
     }
 

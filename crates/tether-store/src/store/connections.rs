@@ -10,8 +10,9 @@ use sea_orm::{
     FromQueryResult, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Statement, Value,
 };
 use tether_core::{
-    AccountIdentity, Connection, ConnectionFilter, ConnectionId, ConnectionStatus, ConnectionStore, Error, EventKind,
-    LeaseOutcome, NewConnection, NewEvent, OwnerId, ProviderId, Result, SecretString, StoredTokens, TokenSet,
+    AccountIdentity, Connection, ConnectionChange, ConnectionFilter, ConnectionId, ConnectionStatus, ConnectionStore,
+    Error, EventKind, LeaseOutcome, NewConnection, NewEvent, OwnerId, ProviderId, Result, SecretString, StoredTokens,
+    TokenSet,
 };
 
 use super::events::insert_events;
@@ -526,6 +527,33 @@ impl ConnectionStore for SeaStore {
             return Err(not_found(id));
         }
         Ok(())
+    }
+
+    async fn changed_connections(&self, since: DateTime<Utc>, limit: u64) -> Result<Vec<ConnectionChange>> {
+        let context = "listing changed connections";
+        // A range scan of `ix_connections_updated_at`; no secret column is read.
+        let rows: Vec<(String, i64, i64, String)> = Entity::find()
+            .select_only()
+            .column(Column::Id)
+            .column(Column::UpdatedAt)
+            .column(Column::Version)
+            .column(Column::Status)
+            .filter(Column::UpdatedAt.gte(ms(since)))
+            .limit(limit)
+            .into_tuple()
+            .all(&self.db)
+            .await
+            .map_err(db_err(context))?;
+        rows.into_iter()
+            .map(|(id, updated_at, version, status)| {
+                Ok(ConnectionChange {
+                    id: parse_id(&id)?,
+                    updated_at: time(CONNECTIONS, "updated_at", updated_at)?,
+                    version,
+                    status: status.parse::<ConnectionStatus>().map_err(|e| corrupt(CONNECTIONS, "status", e))?,
+                })
+            })
+            .collect()
     }
 }
 
