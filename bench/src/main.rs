@@ -66,12 +66,34 @@ async fn open_store(db: &str, key: &str) -> anyhow::Result<tether_store::SeaStor
 
 const DUMMY_PROVIDER: &str = "client_id = \"c\"\nclient_secret = \"s\"\nauthorize_url = \"http://127.0.0.1:9/a\"\ntoken_url = \"http://127.0.0.1:9/t\"\nuserinfo_url = \"http://127.0.0.1:9/u\"\n";
 
+/// How the token cache is configured for a token-read run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CacheMode {
+    /// As served by default: entries follow the change feed (60 s), young ones 2 s.
+    Default,
+    /// The change feed off: entries live 2 s (`token_cache_max_age_secs = 0`).
+    YoungOnly,
+    /// No cache at all.
+    Off,
+}
+
+impl CacheMode {
+    /// The configuration lines, and the label in the report.
+    fn setting(self) -> (&'static str, &'static str) {
+        match self {
+            Self::Default => ("", "change feed, 60 s (default)"),
+            Self::YoungOnly => ("token_cache_max_age_secs = 0", "2 s, no change feed"),
+            Self::Off => ("token_cache_ttl_ms = 0\ntoken_cache_max_age_secs = 0", "off"),
+        }
+    }
+}
+
 /// Section 1: token reads across many connections, against the constant-body ceiling.
 async fn token_reads(
     scale: &Scale,
     backend: &str,
     db: &str,
-    cache: bool,
+    cache: CacheMode,
     out: &mut String,
 ) -> anyhow::Result<(load::LoadStats, load::LoadStats)> {
     let key = tether_core::EncryptionKey::generate()?;
@@ -79,7 +101,7 @@ async fn token_reads(
     let t0 = Instant::now();
     let ids = servers::seed(&store, scale.read_connections, chrono::Duration::days(1)).await?;
     eprintln!("[{backend}] seeded {} connections in {:.1} s", ids.len(), t0.elapsed().as_secs_f64());
-    let cache_setting = if cache { "" } else { "token_cache_ttl_ms = 0" };
+    let (cache_setting, cache_label) = cache.setting();
     let running = tether_server::start(
         config_with(db, &key, DUMMY_PROVIDER, false, cache_setting)?,
         ServeOptions { demo: false, workers: Some(2) },
@@ -109,7 +131,7 @@ async fn token_reads(
     let _ = writeln!(
         out,
         "| {backend} | {} | {} | {:.0} | {:.2} | {:.2} | {:.0} | {:.2} | {:.2} | **{:.0} %** | {} |",
-        if cache { "2 s (default)" } else { "off" },
+        cache_label,
         ids.len(),
         t.rps,
         t.p50_ms,
@@ -449,17 +471,17 @@ async fn main() -> anyhow::Result<()> {
     let mut reads = String::new();
     let mut percentiles = Vec::new();
     if runs("reads") {
-        for cache in [true, false] {
+        for cache in [CacheMode::Default, CacheMode::YoungOnly, CacheMode::Off] {
             let dir = temp_dir("reads")?;
             let sqlite = format!("sqlite://{}?mode=rwc", dir.join("t.db").display());
             let (t, c) = token_reads(&scale, "SQLite", &sqlite, cache, &mut reads).await?;
-            if cache {
+            if cache == CacheMode::Default {
                 percentiles.push(("SQLite", t, c));
             }
             if let Ok(admin) = std::env::var("TETHER_BENCH_POSTGRES_URL") {
                 let pg = tether_store::testing::fresh_database_url(&admin).await?;
                 let (t, c) = token_reads(&scale, "PostgreSQL", &pg, cache, &mut reads).await?;
-                if cache {
+                if cache == CacheMode::Default {
                     percentiles.push(("PostgreSQL", t, c));
                 }
                 let _ = tether_store::testing::drop_database(&admin, &pg).await;

@@ -120,10 +120,13 @@ the same load generator (one keep-alive connection pool of reqwest, the same num
 concurrent clients). Tether's database pool has 16 connections (`TETHER_BENCH_POOL_SIZE`
 overrides it); SQLite files are read through a memory map.
 
-Two rows per database: with the default token cache (a token read from the database is served
-again from memory for up to 2 s; with reads spread over every connection, only part of the
-reads hit it), and with the cache off (`token_cache_ttl_ms = 0`: every read is one indexed
-lookup of the connection and its sealed token, then one decryption). See
+Three rows per database. **Change feed (default)**: a token read from the database is served
+again from memory for up to 60 s while the server follows the change feed (it polls the
+connections changed since its last poll, four times a second, and drops what another replica
+changed); after the first read of each connection, reads hit. **2 s, no change feed**
+(`token_cache_max_age_secs = 0`): entries live 2 s, so with reads spread over every connection
+only part of them hit. **Off** (`token_cache_ttl_ms = 0`, `token_cache_max_age_secs = 0`): every
+read is one indexed lookup of the connection and its sealed token, then one decryption. See
 [token-lifecycle.md](token-lifecycle.md#the-token-cache) for why the cache stays correct across
 replicas.
 
