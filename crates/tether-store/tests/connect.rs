@@ -177,6 +177,7 @@ async fn pending_migrations_then_concurrent_migrations_on_fresh_databases() {
                 "m20261123_000001_webhook_deliveries".to_string(),
                 "m20261127_000001_client_registrations".to_string(),
                 "m20261128_000001_login_hint".to_string(),
+                "m20261129_000001_connections_updated_at".to_string(),
             ],
             "{}",
             db.backend()
