@@ -350,12 +350,16 @@ async fn replicas(scale: &Scale, admin: &str, out: &mut String) -> anyhow::Resul
                 .map(|(i, id)| format!("{}/v1/connections/{id}/token", bases[i % bases.len()]))
                 .collect(),
         );
+        let committed_before = pg_transactions(&db).await?;
         let stats = load::run(urls, Some(API_KEY), scale.concurrency, Duration::from_secs(scale.read_secs)).await;
+        // PostgreSQL publishes each backend's counts within a second.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let per_thousand = (pg_transactions(&db).await? - committed_before) as f64 * 1000.0 / (stats.ok.max(1) as f64);
         let refreshes = endpoint.refreshes.load(std::sync::atomic::Ordering::Relaxed);
         let duplicates = endpoint.duplicates.load(std::sync::atomic::Ordering::Relaxed);
         let _ = writeln!(
             out,
-            "| {count} | {:.0} | {:.2} | {:.2} | {refreshes} of {} | {duplicates} | {} |",
+            "| {count} | {:.0} | {:.2} | {:.2} | {per_thousand:.0} | {refreshes} of {} | {duplicates} | {} |",
             stats.rps,
             stats.p50_ms,
             stats.p99_ms,
@@ -369,6 +373,22 @@ async fn replicas(scale: &Scale, admin: &str, out: &mut String) -> anyhow::Resul
         let _ = tether_store::testing::drop_database(admin, &db).await;
     }
     Ok(())
+}
+
+/// Transactions PostgreSQL has counted in `db` (committed and rolled back, every client).
+async fn pg_transactions(db: &str) -> anyhow::Result<i64> {
+    use tether_store::sea_orm::{ConnectionTrait, Database, Statement};
+    let conn = Database::connect(db).await?;
+    let row = conn
+        .query_one_raw(Statement::from_string(
+            conn.get_database_backend(),
+            "SELECT CAST(xact_commit + xact_rollback AS BIGINT) AS n FROM pg_stat_database WHERE datname = current_database()",
+        ))
+        .await?
+        .context("pg_stat_database has no row for the bench database")?;
+    let n = row.try_get::<i64>("", "n")?;
+    let _ = conn.close().await;
+    Ok(n)
 }
 
 /// Section 5: footprint: binary size, start-up time, resident memory idle and with connections.

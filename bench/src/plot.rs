@@ -91,7 +91,7 @@ pub fn report(scale: &str, reads: &str, flows: &str, sweep: &str, replicas: &str
         "Set `TETHER_BENCH_POSTGRES_URL` to run this section.\n".to_owned()
     } else {
         format!(
-            "| replicas | req/s | p50 ms | p99 ms | refreshes (connections) | duplicate refreshes | errors |\n|---|---|---|---|---|---|---|\n{replicas}"
+            "| replicas | req/s | p50 ms | p99 ms | database transactions per 1000 reads | refreshes (connections) | duplicate refreshes | errors |\n|---|---|---|---|---|---|---|---|\n{replicas}"
         )
     };
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
@@ -169,7 +169,11 @@ evenly over them. Every token expires during the run, so the replicas race to re
 connections: the token endpoint must see exactly one refresh per connection and no duplicate.
 On a 2-core machine the load generator, the replicas and PostgreSQL share the same two cores,
 so throughput cannot scale with the replica count here; the row is about correctness under
-contention and the cost of coordination.
+contention and the cost of coordination. What would stop reads from scaling on more cores is
+the work they put on the one shared database: the column *database transactions per 1000
+reads* (PostgreSQL's own count for the bench database, `pg_stat_database`, over the run: token
+reads that miss the cache, refreshes, lease polls and every replica's change-feed polls)
+shows how that grows with the number of replicas.
 
 {replicas}
 ## 5. Footprint
