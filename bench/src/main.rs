@@ -307,6 +307,7 @@ fn sweep_engine_with(
 async fn replicas(scale: &Scale, admin: &str, out: &mut String) -> anyhow::Result<()> {
     use tokio::io::AsyncBufReadExt;
     let binary = std::env::current_exe()?.parent().context("target dir")?.join("tether");
+    let mut per_cpu_second_of_one = None;
     for count in [1usize, 2, 4] {
         let db = tether_store::testing::fresh_database_url(admin).await?;
         let key = tether_core::EncryptionKey::generate()?;
@@ -350,21 +351,39 @@ async fn replicas(scale: &Scale, admin: &str, out: &mut String) -> anyhow::Resul
                 .map(|(i, id)| format!("{}/v1/connections/{id}/token", bases[i % bases.len()]))
                 .collect(),
         );
+        // First the expiry race (every token needs its one refresh), then steady reads of the
+        // renewed tokens, which measure scaling.
+        // (At least 10 s: the tokens fall due 3 s after seeding, and the race must renew them all.)
+        let race_secs = scale.read_secs.max(10);
+        let race = load::run(urls.clone(), Some(API_KEY), scale.concurrency, Duration::from_secs(race_secs)).await;
         let committed_before = pg_transactions(&db).await?;
-        let stats = load::run(urls, Some(API_KEY), scale.concurrency, Duration::from_secs(scale.read_secs)).await;
+        let cpu_before: Option<f64> = children.iter().map(|c| c.id().and_then(cpu_seconds)).sum();
+        let steady = load::run(urls, Some(API_KEY), scale.concurrency, Duration::from_secs(scale.read_secs / 2)).await;
+        let cpu_after: Option<f64> = children.iter().map(|c| c.id().and_then(cpu_seconds)).sum();
+        let per_cpu_second = match (cpu_before, cpu_after) {
+            (Some(before), Some(after)) if after > before => Some(steady.ok as f64 / (after - before)),
+            _ => None,
+        };
+        let one_replica = *per_cpu_second_of_one.get_or_insert(per_cpu_second.unwrap_or(0.0));
+        let efficiency = match per_cpu_second {
+            Some(p) if one_replica > 0.0 => format!("**{:.2}**", p / one_replica),
+            _ => "–".to_owned(),
+        };
         // PostgreSQL publishes each backend's counts within a second.
         tokio::time::sleep(Duration::from_millis(1500)).await;
-        let per_thousand = (pg_transactions(&db).await? - committed_before) as f64 * 1000.0 / (stats.ok.max(1) as f64);
+        let per_thousand = (pg_transactions(&db).await? - committed_before) as f64 * 1000.0 / (steady.ok.max(1) as f64);
         let refreshes = endpoint.refreshes.load(std::sync::atomic::Ordering::Relaxed);
         let duplicates = endpoint.duplicates.load(std::sync::atomic::Ordering::Relaxed);
         let _ = writeln!(
             out,
-            "| {count} | {:.0} | {:.2} | {:.2} | {per_thousand:.0} | {refreshes} of {} | {duplicates} | {} |",
-            stats.rps,
-            stats.p50_ms,
-            stats.p99_ms,
+            "| {count} | {:.0} | {:.2} | {:.2} | {refreshes} of {} | {duplicates} | {:.0} | {} | {efficiency} | {per_thousand:.1} | {} |",
+            race.rps,
+            race.p50_ms,
+            race.p99_ms,
             ids.len(),
-            stats.errors
+            steady.rps,
+            per_cpu_second.map_or("–".to_owned(), |p| format!("{p:.0}")),
+            race.errors + steady.errors
         );
         for mut c in children {
             let _ = c.kill().await;
@@ -373,6 +392,19 @@ async fn replicas(scale: &Scale, admin: &str, out: &mut String) -> anyhow::Resul
         let _ = tether_store::testing::drop_database(admin, &db).await;
     }
     Ok(())
+}
+
+/// CPU time (user + system) a process has used so far, from `/proc/PID/stat` (Linux; clock
+/// ticks of 1/100 s, the kernel's `USER_HZ` on every mainstream architecture).
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may contain spaces) start with the state (field 3);
+    // utime and stime are fields 14 and 15.
+    let rest = stat.get(stat.rfind(')')? + 1..)?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
 }
 
 /// Transactions PostgreSQL has counted in `db` (committed and rolled back, every client).
