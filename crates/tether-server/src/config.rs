@@ -518,6 +518,25 @@ mod tests {
     }
 
     #[test]
+    fn token_cache_settings_reach_the_engine_and_a_bad_poll_interval_is_refused() {
+        let url = Url::parse("http://127.0.0.1:8080/").map_err(|e| e.to_string());
+        let c = Config::from_toml("token_cache_max_age_secs = 30\ntoken_cache_poll_ms = 100\n");
+        let (Ok(url), Ok(c)) = (url, c) else { panic!("valid test configuration") };
+        assert!(c.check_timing().is_ok());
+        let s = c.engine_settings(url.clone()).map_err(|e| e.to_string());
+        let Ok(s) = s else { panic!("{s:?}") };
+        assert_eq!(
+            (s.token_cache_max_age, s.token_cache_poll_interval, s.token_cache_ttl),
+            (Duration::from_secs(30), Duration::from_millis(100), Duration::from_secs(2))
+        );
+        for bad in ["token_cache_poll_ms = 0", "token_cache_poll_ms = 60000"] {
+            let Ok(c) = Config::from_toml(bad) else { panic!("parses: {bad}") };
+            let e = c.check_timing().err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(e.contains("token_cache_poll_ms") && e.contains("between 10 and 10000"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn missing_secrets_name_the_key_and_the_fix() {
         figment::Jail::expect_with(|_| {
             let c = Config::load(None).map_err(|e| e.to_string())?;
